@@ -1,0 +1,48 @@
+//! Element-wise activations in f32, computed through f64 so that the CPU reference stays
+//! within f32 rounding of transformers' float64 results.
+
+use crate::config::Activation;
+
+/// sqrt(2 / pi), the constant of the tanh GELU approximation.
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+
+/// Applies `act` to one value.
+#[inline]
+pub fn apply(act: Activation, x: f32) -> f32 {
+    let x = x as f64;
+    let y = match act {
+        // BERT's GELU is the exact erf form: x/2 * (1 + erf(x / sqrt 2)).
+        Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2)),
+        Activation::GeluTanh => {
+            0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+        }
+        Activation::Relu => x.max(0.0),
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::Tanh => x.tanh(),
+    };
+    y as f32
+}
+
+/// Applies `act` to every value in place.
+pub fn apply_slice(act: Activation, xs: &mut [f32]) {
+    for x in xs {
+        *x = apply(act, *x);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values() {
+        // Values from the defining formulas, evaluated independently.
+        let close = |a: f32, b: f64| assert!((a as f64 - b).abs() < 1e-6, "{a} vs {b}");
+        close(apply(Activation::Gelu, 1.0), 0.841_344_746_068_542_9);
+        close(apply(Activation::Gelu, -2.0), -0.045_500_263_896_358_4);
+        close(apply(Activation::GeluTanh, 1.0), 0.841_191_990_607_477_5);
+        close(apply(Activation::Silu, 2.0), 1.761_594_155_955_764_9);
+        close(apply(Activation::Relu, -3.0), 0.0);
+        close(apply(Activation::Tanh, 0.5), 0.462_117_157_260_009_8);
+    }
+}

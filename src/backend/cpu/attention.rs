@@ -1,0 +1,233 @@
+//! Multi-head self-attention on the CPU, one (sequence, head) pair per task:
+//! scores = Q Kᵀ (+ relative terms), scaled by 1/sqrt(d), masked, softmaxed, times V.
+//! The score matrix of a pair lives in a per-thread scratch buffer (or directly in the
+//! requested probabilities), never for the whole batch at once.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::matmul::{matmul, View};
+use crate::config::PositionEmbeddingType;
+
+/// Geometry of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnShape {
+    /// Sequences.
+    pub batch: usize,
+    /// Query tokens per sequence.
+    pub seq: usize,
+    /// Cached tokens before them.
+    pub past: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Causal masking.
+    pub causal: bool,
+}
+
+impl AttnShape {
+    fn hidden(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    fn keys(&self) -> usize {
+        self.past + self.seq
+    }
+}
+
+/// Where keys and values are read from.
+#[derive(Clone, Copy)]
+pub enum KvSource<'a> {
+    /// The K and V thirds of the fused [tokens, 3 * hidden] projection (no cache).
+    Fused(&'a [f32]),
+    /// A cache laid out [batch, heads, capacity, head_dim] for keys and for values.
+    Cache {
+        /// Keys.
+        k: &'a [f32],
+        /// Values.
+        v: &'a [f32],
+        /// Positions per (sequence, head).
+        capacity: usize,
+    },
+}
+
+/// Relative-position terms: the distance table and its kind.
+#[derive(Clone, Copy)]
+pub struct RelativeTable<'a> {
+    /// relative_key or relative_key_query.
+    pub kind: PositionEmbeddingType,
+    /// [2 * max_positions - 1, head_dim].
+    pub table: &'a [f32],
+    /// max_position_embeddings.
+    pub max_positions: usize,
+}
+
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint elements of the output (see `attention`).
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// A method (not a field access) so closures capture the Sync wrapper, not the pointer.
+    fn at(&self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Self-attention for all (sequence, head) pairs.
+///
+/// `qkv` is [tokens, 3 * hidden] (queries in the first third); `mask` is [batch, keys]
+/// with 1 = attend; `out` is [tokens, hidden]; `probs`, when given, is
+/// [batch, heads, seq, keys]. A query row whose keys are all masked gets uniform weights,
+/// as transformers' additive finfo.min mask gives.
+pub fn attention(
+    s: AttnShape,
+    qkv: &[f32],
+    kv: KvSource,
+    mask: &[u8],
+    relative: Option<RelativeTable>,
+    out: &mut [f32],
+    probs: Option<&mut [f32]>,
+) {
+    let (h, lq, lk) = (s.hidden(), s.seq, s.keys());
+    assert_eq!(qkv.len(), s.batch * lq * 3 * h);
+    assert_eq!(out.len(), s.batch * lq * h);
+    assert_eq!(mask.len(), s.batch * lk);
+    if let KvSource::Cache { k, v, capacity } = kv {
+        assert!(capacity >= lk && k.len() == s.batch * s.heads * capacity * s.head_dim);
+        assert_eq!(k.len(), v.len());
+    }
+    if let Some(rel) = relative {
+        assert!(lk <= rel.max_positions);
+        assert_eq!(rel.table.len(), (2 * rel.max_positions - 1) * s.head_dim);
+    }
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let pair = |bh: usize, scores: &mut [f32], ctx: &mut [f32]| {
+        one_pair(s, bh, qkv, kv, mask, relative, scores, ctx);
+        let (b, head) = (bh / s.heads, bh % s.heads);
+        for i in 0..lq {
+            let dst = (b * lq + i) * h + head * s.head_dim;
+            let src = &ctx[i * s.head_dim..(i + 1) * s.head_dim];
+            // SAFETY: element (b*lq + i, head*d .. head*d + d) of `out` belongs to this
+            // (b, head) pair alone, and dst + d <= out.len() by the asserts above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), out_ptr.at(dst), s.head_dim)
+            };
+        }
+    };
+    let with_scratch = |f: &mut dyn FnMut(&mut Vec<f32>, &mut Vec<f32>)| {
+        SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let (scores, ctx) = &mut *guard;
+            scores.resize(lq * lk, 0.0);
+            ctx.resize(lq * s.head_dim, 0.0);
+            f(scores, ctx);
+        })
+    };
+    match probs {
+        Some(probs) => {
+            assert_eq!(probs.len(), s.batch * s.heads * lq * lk);
+            probs
+                .par_chunks_mut(lq * lk)
+                .enumerate()
+                .for_each(|(bh, scores)| {
+                    with_scratch(&mut |_, ctx| pair(bh, scores, ctx));
+                });
+        }
+        None => (0..s.batch * s.heads).into_par_iter().for_each(|bh| {
+            with_scratch(&mut |scores, ctx| pair(bh, scores, ctx));
+        }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one_pair(
+    s: AttnShape,
+    bh: usize,
+    qkv: &[f32],
+    kv: KvSource,
+    mask: &[u8],
+    relative: Option<RelativeTable>,
+    scores: &mut [f32],
+    ctx: &mut [f32],
+) {
+    let (h, d, lq, lk) = (s.hidden(), s.head_dim, s.seq, s.keys());
+    let (b, head) = (bh / s.heads, bh % s.heads);
+    let q_start = b * lq * 3 * h + head * d;
+    let q = View::rows(&qkv[q_start..], lq, d, 3 * h);
+    let (k_data, v_data, kv_rs) = match kv {
+        KvSource::Fused(buf) => (
+            &buf[q_start + h..],
+            &buf[q_start + 2 * h..],
+            3 * h,
+        ),
+        KvSource::Cache { k, v, capacity } => {
+            let start = bh * capacity * d;
+            (&k[start..], &v[start..], d)
+        }
+    };
+    matmul(scores, lk, q, View::transposed(k_data, d, lk, kv_rs), 1);
+
+    if let Some(rel) = relative {
+        for i in 0..lq {
+            let qi = &q.data[i * 3 * h..i * 3 * h + d];
+            for j in 0..lk {
+                let row = s.past + i + rel.max_positions - 1 - j;
+                let e = &rel.table[row * d..(row + 1) * d];
+                let mut term = dot(qi, e);
+                if rel.kind == PositionEmbeddingType::RelativeKeyQuery {
+                    term += dot(&k_data[j * kv_rs..j * kv_rs + d], e);
+                }
+                scores[i * lk + j] += term;
+            }
+        }
+    }
+
+    let scale = (1.0 / (d as f64).sqrt()) as f32;
+    let keep = &mask[b * lk..(b + 1) * lk];
+    for i in 0..lq {
+        let visible = if s.causal { s.past + i + 1 } else { lk };
+        softmax_row(&mut scores[i * lk..(i + 1) * lk], scale, keep, visible);
+    }
+    matmul(
+        ctx,
+        d,
+        View::rows(scores, lq, lk, lk),
+        View::rows(v_data, lk, d, kv_rs),
+        1,
+    );
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Scales, masks (keys j >= `visible` or with keep[j] == 0) and normalizes one row.
+fn softmax_row(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
+    let allowed = |j: usize| j < visible && keep[j] != 0;
+    let mut max = f32::NEG_INFINITY;
+    for (j, v) in row.iter_mut().enumerate() {
+        *v *= scale;
+        if allowed(j) {
+            max = max.max(*v);
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        let uniform = 1.0 / row.len() as f32;
+        row.fill(uniform);
+        return;
+    }
+    let mut sum = 0.0f64;
+    for (j, v) in row.iter_mut().enumerate() {
+        *v = if allowed(j) { (*v - max).exp() } else { 0.0 };
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}

@@ -1,0 +1,222 @@
+//! The CPU backend: every op in f32, the reference the GPU is checked against.
+//! Dense products go through the `gemm` crate on the rayon pool.
+
+pub mod activation;
+pub mod attention;
+pub mod embeddings;
+pub mod layernorm;
+pub mod linear;
+pub mod matmul;
+
+use super::{Backend, Device};
+use crate::batch::Batch;
+use crate::cache::KvCache;
+use crate::error::Result;
+use crate::graph::{BufId, Op, Plan};
+use crate::tensor::Tensor;
+use crate::weights::ParamStore;
+
+use attention::{AttnShape, KvSource, RelativeTable};
+use embeddings::EmbeddingTables;
+
+/// Executes plans on the host.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuBackend;
+
+/// The plan's buffers, allocated once per run.
+struct Arena {
+    bufs: Vec<Vec<f32>>,
+}
+
+impl Arena {
+    /// Takes `out` out of the arena so the op can write it while reading the others.
+    fn take(&mut self, out: BufId) -> Vec<f32> {
+        std::mem::take(&mut self.bufs[out.0])
+    }
+
+    fn put(&mut self, out: BufId, data: Vec<f32>) {
+        self.bufs[out.0] = data;
+    }
+
+    fn get(&self, id: BufId) -> &[f32] {
+        let buf = &self.bufs[id.0];
+        assert!(!buf.is_empty(), "plan bug: an op reads the buffer it writes");
+        buf
+    }
+}
+
+impl Backend for CpuBackend {
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    fn execute(
+        &self,
+        plan: &Plan,
+        params: &ParamStore,
+        batch: &Batch,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Vec<Tensor>> {
+        let mut arena = Arena {
+            bufs: plan.bufs.iter().map(|b| vec![0.0; b.len]).collect(),
+        };
+        let mask = match cache.as_deref() {
+            Some(c) => c.full_mask(batch.attention_mask(), batch.seq()),
+            None => batch.attention_mask().to_vec(),
+        };
+        for op in &plan.ops {
+            run_op(op, plan, params, batch, &mask, cache.as_deref_mut(), &mut arena);
+        }
+        if let Some(c) = cache {
+            c.advance(batch.attention_mask(), batch.seq());
+        }
+        Ok(plan
+            .outputs
+            .iter()
+            .map(|o| {
+                let data = arena.bufs[o.buf.0].clone();
+                Tensor::new(o.shape.clone(), data).expect("planned output sizes match")
+            })
+            .collect())
+    }
+}
+
+fn run_op(
+    op: &Op,
+    plan: &Plan,
+    params: &ParamStore,
+    batch: &Batch,
+    mask: &[u8],
+    cache: Option<&mut KvCache>,
+    arena: &mut Arena,
+) {
+    let w = |id| params.get(id).data();
+    let shape = plan.shape;
+    match *op {
+        Op::Embeddings {
+            word,
+            position,
+            token_type,
+            gamma,
+            beta,
+            eps,
+            out,
+        } => {
+            let mut dst = arena.take(out);
+            let tables = EmbeddingTables {
+                word: w(word),
+                position: position.map(w),
+                token_type: w(token_type),
+                gamma: w(gamma),
+                beta: w(beta),
+                eps,
+            };
+            embeddings::embeddings(
+                &tables,
+                batch.input_ids(),
+                batch.token_type_ids(),
+                shape.seq,
+                shape.past,
+                &mut dst,
+            );
+            arena.put(out, dst);
+        }
+        Op::Linear {
+            x,
+            w: weight,
+            b,
+            act,
+            rows,
+            k,
+            n,
+            out,
+        } => {
+            let mut dst = arena.take(out);
+            linear::linear(arena.get(x), w(weight), b.map(w), act, rows, k, n, &mut dst);
+            arena.put(out, dst);
+        }
+        Op::LayerNorm {
+            x,
+            residual,
+            gamma,
+            beta,
+            eps,
+            rows,
+            width,
+            out,
+        } => {
+            let mut dst = arena.take(out);
+            debug_assert_eq!(dst.len(), rows * width);
+            layernorm::layer_norm(
+                arena.get(x),
+                residual.map(|r| arena.get(r)),
+                w(gamma),
+                w(beta),
+                eps,
+                width,
+                &mut dst,
+            );
+            arena.put(out, dst);
+        }
+        Op::Attention {
+            qkv,
+            out,
+            probs,
+            layer,
+            heads,
+            head_dim,
+            causal,
+            relative,
+        } => {
+            let mut dst = arena.take(out);
+            let mut probs_buf = probs.map(|p| arena.take(p));
+            let s = AttnShape {
+                batch: shape.batch,
+                seq: shape.seq,
+                past: shape.past,
+                heads,
+                head_dim,
+                causal,
+            };
+            let relative = relative.map(|r| RelativeTable {
+                kind: r.kind,
+                table: w(r.table),
+                max_positions: r.max_positions,
+            });
+            let qkv_data = arena.get(qkv);
+            match cache {
+                Some(c) => {
+                    c.append(layer, qkv_data, shape.seq);
+                    let kv = KvSource::Cache {
+                        k: &c.keys[layer],
+                        v: &c.values[layer],
+                        capacity: c.capacity,
+                    };
+                    attention::attention(s, qkv_data, kv, mask, relative, &mut dst, probs_buf.as_deref_mut());
+                }
+                None => attention::attention(
+                    s,
+                    qkv_data,
+                    KvSource::Fused(qkv_data),
+                    mask,
+                    relative,
+                    &mut dst,
+                    probs_buf.as_deref_mut(),
+                ),
+            }
+            arena.put(out, dst);
+            if let (Some(p), Some(buf)) = (probs, probs_buf) {
+                arena.put(p, buf);
+            }
+        }
+        Op::GatherFirst { x, width, out } => {
+            let mut dst = arena.take(out);
+            let src = arena.get(x);
+            for (b, row) in dst.chunks_mut(width).enumerate() {
+                let start = b * shape.seq * width;
+                row.copy_from_slice(&src[start..start + width]);
+            }
+            arena.put(out, dst);
+        }
+    }
+}

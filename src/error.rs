@@ -1,0 +1,93 @@
+//! The one error type of the crate. Every failure a user can cause is a variant here, with
+//! enough context (file, tensor, field, shapes) to act on it.
+
+use std::path::PathBuf;
+
+/// Result alias used across bertrt.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong while loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O failure, with the path it concerned.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// config.json could not be parsed, or a field has an unsupported value.
+    #[error("config: field `{field}`: {message}")]
+    Config {
+        /// The config.json field at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A checkpoint file is malformed or not usable.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("missing tensor `{name}` (looked for: {tried})")]
+    MissingTensor {
+        /// The tensor name (relative to the module prefix).
+        name: String,
+        /// Every full name that was tried.
+        tried: String,
+    },
+
+    /// A tensor has a different shape than the config implies.
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        /// The full tensor name.
+        name: String,
+        /// Shape implied by the config.
+        expected: Vec<usize>,
+        /// Shape stored in the checkpoint.
+        found: Vec<usize>,
+    },
+
+    /// The input batch is not valid for this model.
+    #[error("invalid input: {0}")]
+    Input(String),
+
+    /// The requested head, task, device or option is not available.
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// Fetching the default model failed.
+    #[error("model download: {0}")]
+    Fetch(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn config(field: &str, message: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

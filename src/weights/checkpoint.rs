@@ -1,0 +1,141 @@
+//! A Hugging Face checkpoint on disk: one model.safetensors or a sharded set with
+//! model.safetensors.index.json. Files are memory-mapped; tensors are decoded to f32 on
+//! request (safetensors data may be unaligned, so it is copied, never cast in place).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// The safetensors files of one checkpoint, with a name -> file index.
+pub struct Checkpoint {
+    files: Vec<(PathBuf, Mmap)>,
+    index: HashMap<String, usize>,
+}
+
+impl Checkpoint {
+    /// Opens the weights of a checkpoint folder.
+    ///
+    /// Looks for model.safetensors, then model.safetensors.index.json. A folder with only
+    /// pytorch_model.bin gets an error that explains how to convert it.
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        if single.is_file() {
+            return Self::open_files(&[single]);
+        }
+        let index = dir.join("model.safetensors.index.json");
+        if index.is_file() {
+            return Self::open_index(&index);
+        }
+        if dir.join("pytorch_model.bin").is_file() {
+            return Err(Error::checkpoint(
+                dir,
+                "only pytorch_model.bin found; bertrt reads safetensors. Convert it once with \
+                 python: `from transformers import AutoModel; \
+                 AutoModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)`",
+            ));
+        }
+        Err(Error::checkpoint(
+            dir,
+            "no model.safetensors or model.safetensors.index.json in this folder",
+        ))
+    }
+
+    fn open_index(index_path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(index_path).map_err(|e| Error::io(index_path, e))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::checkpoint(index_path, format!("invalid JSON: {e}")))?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| Error::checkpoint(index_path, "no `weight_map` object"))?;
+        let dir = index_path.parent().unwrap_or(Path::new("."));
+        let mut shards: Vec<String> = map
+            .values()
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    Error::checkpoint(index_path, "weight_map values must be file names")
+                })
+            })
+            .collect::<Result<_>>()?;
+        shards.sort();
+        shards.dedup();
+        let paths: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
+        Self::open_files(&paths)
+    }
+
+    /// Opens a list of safetensors files as one checkpoint.
+    pub fn open_files(paths: &[PathBuf]) -> Result<Self> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut index = HashMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            // SAFETY: the map is read-only and private to this process; a file truncated
+            // underneath us is the one hazard, as with any mmap reader.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            let st = SafeTensors::deserialize(&mmap)
+                .map_err(|e| Error::checkpoint(path, format!("not a valid safetensors file: {e}")))?;
+            for name in st.names() {
+                index.insert(name.to_string(), i);
+            }
+            files.push((path.clone(), mmap));
+        }
+        Ok(Checkpoint { files, index })
+    }
+
+    /// True if the checkpoint stores a tensor of this exact name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// All tensor names, unordered.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// Reads a tensor as f32 (from f32, f16, bf16 or f64 storage), with its shape.
+    pub fn read_f32(&self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
+        let Some(&i) = self.index.get(name) else {
+            return Ok(None);
+        };
+        let (path, mmap) = &self.files[i];
+        let st = SafeTensors::deserialize(mmap)
+            .map_err(|e| Error::checkpoint(path, format!("not a valid safetensors file: {e}")))?;
+        let view = st
+            .tensor(name)
+            .map_err(|e| Error::checkpoint(path, format!("tensor `{name}`: {e}")))?;
+        let bytes = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::F64 => bytes
+                .chunks_exact(8)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
+                .collect(),
+            other => {
+                return Err(Error::checkpoint(
+                    path,
+                    format!("tensor `{name}` has dtype {other:?}; expected F32, F16, BF16 or F64"),
+                ))
+            }
+        };
+        Ok(Some((view.shape().to_vec(), data)))
+    }
+}
