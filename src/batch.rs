@@ -38,7 +38,9 @@ impl Batch {
     pub fn new(input_ids: Vec<Vec<i64>>) -> Result<Self> {
         let seq = input_ids.first().map_or(0, Vec::len);
         if input_ids.is_empty() || seq == 0 {
-            return Err(Error::Input("input_ids: empty batch or empty sequence".into()));
+            return Err(Error::Input(
+                "input_ids: empty batch or empty sequence".into(),
+            ));
         }
         let flat = flatten("input_ids", &input_ids, seq)?;
         let ids = flat
@@ -126,7 +128,11 @@ impl Batch {
     /// Checks ids, types and length against a model config; `past` cached tokens precede
     /// this batch.
     pub fn validate(&self, config: &BertConfig, past: usize) -> Result<()> {
-        if let Some(&id) = self.input_ids.iter().find(|&&id| id as usize >= config.vocab_size) {
+        if let Some(&id) = self
+            .input_ids
+            .iter()
+            .find(|&&id| id as usize >= config.vocab_size)
+        {
             return Err(Error::Input(format!(
                 "input_ids: token id {id} is out of range (vocab_size = {})",
                 config.vocab_size
@@ -201,10 +207,13 @@ mod tests {
         let b = Batch::new(vec![vec![1, 2]]).unwrap();
         assert!(b.clone().with_attention_mask(vec![vec![1]]).is_err());
         assert!(b.clone().with_attention_mask(vec![vec![1, 2]]).is_err());
-        assert!(b.clone().with_attention_mask(vec![vec![1, 0], vec![1, 1]]).is_err());
+        assert!(b
+            .clone()
+            .with_attention_mask(vec![vec![1, 0], vec![1, 1]])
+            .is_err());
         assert!(b.clone().with_token_type_ids(vec![vec![0, -3]]).is_err());
-        let config = BertConfig::from_json(r#"{"vocab_size": 3, "max_position_embeddings": 2}"#)
-            .unwrap();
+        let config =
+            BertConfig::from_json(r#"{"vocab_size": 3, "max_position_embeddings": 2}"#).unwrap();
         assert!(b.validate(&config, 0).is_ok());
         assert!(b.validate(&config, 1).is_err());
         let b = Batch::new(vec![vec![3]]).unwrap();

@@ -204,7 +204,7 @@ impl BertConfig {
                 return Err(Error::config(field, "must be positive"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::config(
                 "hidden_size",
                 format!(
@@ -319,8 +319,14 @@ mod tests {
     fn errors_name_the_field() {
         let bad = [
             (r#"{"hidden_act": "gelu_42"}"#, "hidden_act"),
-            (r#"{"position_embedding_type": "rotary"}"#, "position_embedding_type"),
-            (r#"{"hidden_size": 50, "num_attention_heads": 3}"#, "hidden_size"),
+            (
+                r#"{"position_embedding_type": "rotary"}"#,
+                "position_embedding_type",
+            ),
+            (
+                r#"{"hidden_size": 50, "num_attention_heads": 3}"#,
+                "hidden_size",
+            ),
             (r#"{"problem_type": "ranking"}"#, "problem_type"),
             (r#"{"vocab_size": 0}"#, "vocab_size"),
             (r#"{"id2label": {"7": "x"}}"#, "id2label"),
@@ -335,8 +341,8 @@ mod tests {
 
     #[test]
     fn labels_come_from_id2label() {
-        let c = BertConfig::from_json(r#"{"id2label": {"0": "neg", "1": "neu", "2": "pos"}}"#)
-            .unwrap();
+        let c =
+            BertConfig::from_json(r#"{"id2label": {"0": "neg", "1": "neu", "2": "pos"}}"#).unwrap();
         assert_eq!(c.num_labels(), 3);
         assert_eq!(c.label(2), "pos");
     }

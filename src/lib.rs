@@ -23,6 +23,8 @@ pub mod error;
 pub mod fetch;
 pub mod graph;
 pub mod model;
+pub mod raw;
+pub mod synthetic;
 pub mod tensor;
 pub mod weights;
 

@@ -93,7 +93,10 @@ mod tests {
     #[test]
     fn serializes_nested() {
         let t = Tensor::new(vec![2, 1, 2], vec![1.0, 2.0, 3.0, 4.5]).unwrap();
-        assert_eq!(serde_json::to_string(&t).unwrap(), "[[[1.0,2.0]],[[3.0,4.5]]]");
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "[[[1.0,2.0]],[[3.0,4.5]]]"
+        );
         assert!(Tensor::new(vec![3], vec![1.0]).is_none());
     }
 }

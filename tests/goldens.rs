@@ -42,7 +42,12 @@ fn check_fixture(name: &str) {
                 continue;
             };
             seen += 1;
-            if let Some(msg) = compare(&format!("{name}/{case}.{output}"), got, want, tolerance(output, want)) {
+            if let Some(msg) = compare(
+                &format!("{name}/{case}.{output}"),
+                got,
+                want,
+                tolerance(output, want),
+            ) {
                 failures.push(msg);
             }
         }

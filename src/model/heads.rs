@@ -40,9 +40,21 @@ const HEADS: [(Head, &str, &str); 9] = [
     (Head::LmHead, "lm", "BertLMHeadModel"),
     (Head::MaskedLm, "mlm", "BertForMaskedLM"),
     (Head::NextSentence, "nsp", "BertForNextSentencePrediction"),
-    (Head::SequenceClassification, "seq-cls", "BertForSequenceClassification"),
-    (Head::MultipleChoice, "multiple-choice", "BertForMultipleChoice"),
-    (Head::TokenClassification, "token-cls", "BertForTokenClassification"),
+    (
+        Head::SequenceClassification,
+        "seq-cls",
+        "BertForSequenceClassification",
+    ),
+    (
+        Head::MultipleChoice,
+        "multiple-choice",
+        "BertForMultipleChoice",
+    ),
+    (
+        Head::TokenClassification,
+        "token-cls",
+        "BertForTokenClassification",
+    ),
     (Head::QuestionAnswering, "qa", "BertForQuestionAnswering"),
 ];
 
@@ -136,9 +148,16 @@ impl BertLmPredictionHead {
         })
     }
 
-    fn lower(&self, g: &mut PlanBuilder, x: crate::graph::BufId, name: &str) -> crate::graph::BufId {
+    fn lower(
+        &self,
+        g: &mut PlanBuilder,
+        x: crate::graph::BufId,
+        name: &str,
+    ) -> crate::graph::BufId {
         let t = g.shape().tokens();
-        let dense = self.transform.lower(g, "mlm.transform", x, t, Some(self.act));
+        let dense = self
+            .transform
+            .lower(g, "mlm.transform", x, t, Some(self.act));
         let normed = g.buf("mlm.norm", t * self.norm.width);
         self.norm.lower_into(g, dense, None, t, normed);
         self.decoder.lower(g, name, normed, t, None)
@@ -205,12 +224,17 @@ impl HeadModules {
             Head::SequenceClassification | Head::TokenClassification => {
                 HeadModules::Classifier(Dense::load(&vb.pp("classifier"), h, c.num_labels())?)
             }
-            Head::MultipleChoice => HeadModules::Classifier(Dense::load(&vb.pp("classifier"), h, 1)?),
+            Head::MultipleChoice => {
+                HeadModules::Classifier(Dense::load(&vb.pp("classifier"), h, 1)?)
+            }
             Head::QuestionAnswering => {
                 if c.num_labels() != 2 {
                     return Err(Error::config(
                         "num_labels",
-                        format!("question answering needs 2 labels (start, end), found {}", c.num_labels()),
+                        format!(
+                            "question answering needs 2 labels (start, end), found {}",
+                            c.num_labels()
+                        ),
                     ));
                 }
                 let qa = vb.pp("qa_outputs");

@@ -42,10 +42,9 @@ impl BertSelfAttention {
             PositionEmbeddingType::Absolute => None,
             _ => Some(Relative {
                 kind,
-                table: vb.pp("distance_embedding").get(
-                    "weight",
-                    &[2 * c.max_position_embeddings - 1, c.head_dim()],
-                )?,
+                table: vb
+                    .pp("distance_embedding")
+                    .get("weight", &[2 * c.max_position_embeddings - 1, c.head_dim()])?,
                 max_positions: c.max_position_embeddings,
             }),
         };
@@ -130,7 +129,8 @@ impl BertLayer {
             causal: a.causal,
             relative: a.relative,
         });
-        self.attention_output.lower_into(g, s.context, t, None, s.dense);
+        self.attention_output
+            .lower_into(g, s.context, t, None, s.dense);
         self.attention_norm
             .lower_into(g, s.dense, Some(x), t, s.attention);
         self.intermediate

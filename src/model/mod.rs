@@ -223,7 +223,12 @@ impl Model {
         self.run(batch, opts, Some(cache))
     }
 
-    fn run(&self, batch: &Batch, opts: ForwardOptions, cache: Option<&mut KvCache>) -> Result<Outputs> {
+    fn run(
+        &self,
+        batch: &Batch,
+        opts: ForwardOptions,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Outputs> {
         let past = cache.as_ref().map_or(0, |c| c.len());
         batch.validate(&self.config, past)?;
         if (self.head == Head::MultipleChoice) != batch.choices().is_some() {

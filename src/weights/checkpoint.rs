@@ -78,8 +78,9 @@ impl Checkpoint {
             // SAFETY: the map is read-only and private to this process; a file truncated
             // underneath us is the one hazard, as with any mmap reader.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-            let st = SafeTensors::deserialize(&mmap)
-                .map_err(|e| Error::checkpoint(path, format!("not a valid safetensors file: {e}")))?;
+            let st = SafeTensors::deserialize(&mmap).map_err(|e| {
+                Error::checkpoint(path, format!("not a valid safetensors file: {e}"))
+            })?;
             for name in st.names() {
                 index.insert(name.to_string(), i);
             }

@@ -143,10 +143,10 @@ pub fn compare(what: &str, got: &Tensor, want: &RefTensor, tol: f64) -> Option<S
     let mut bad = Vec::new();
     for (i, (&g, &w)) in got.data().iter().zip(&want.data).enumerate() {
         let err = (g as f64 - w).abs();
-        if !(err <= tol) {
-            if bad.len() < 5 {
-                bad.push(format!("[{i}] got {g} want {w}"));
-            }
+        // NaN fails too: only a comparable, small error passes.
+        let ok = err <= tol;
+        if !ok && bad.len() < 5 {
+            bad.push(format!("[{i}] got {g} want {w}"));
         }
         if err.is_nan() {
             max_err = f64::INFINITY;
@@ -154,7 +154,12 @@ pub fn compare(what: &str, got: &Tensor, want: &RefTensor, tol: f64) -> Option<S
             max_err = max_err.max(err);
         }
     }
-    (!bad.is_empty()).then(|| format!("{what}: max |d| = {max_err:.3e} > {tol:.1e}; first: {}", bad.join(", ")))
+    (!bad.is_empty()).then(|| {
+        format!(
+            "{what}: max |d| = {max_err:.3e} > {tol:.1e}; first: {}",
+            bad.join(", ")
+        )
+    })
 }
 
 /// The tolerance for an output name.
@@ -170,5 +175,8 @@ pub fn tolerance(name: &str, want: &RefTensor) -> f64 {
 /// Max |a - b| over two tensors of equal shape.
 pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

@@ -114,9 +114,7 @@ pub fn attention(
             let src = &ctx[i * s.head_dim..(i + 1) * s.head_dim];
             // SAFETY: element (b*lq + i, head*d .. head*d + d) of `out` belongs to this
             // (b, head) pair alone, and dst + d <= out.len() by the asserts above.
-            unsafe {
-                std::ptr::copy_nonoverlapping(src.as_ptr(), out_ptr.at(dst), s.head_dim)
-            };
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out_ptr.at(dst), s.head_dim) };
         }
     };
     let with_scratch = |f: &mut dyn FnMut(&mut Vec<f32>, &mut Vec<f32>)| {
@@ -160,11 +158,7 @@ fn one_pair(
     let q_start = b * lq * 3 * h + head * d;
     let q = View::rows(&qkv[q_start..], lq, d, 3 * h);
     let (k_data, v_data, kv_rs) = match kv {
-        KvSource::Fused(buf) => (
-            &buf[q_start + h..],
-            &buf[q_start + 2 * h..],
-            3 * h,
-        ),
+        KvSource::Fused(buf) => (&buf[q_start + h..], &buf[q_start + 2 * h..], 3 * h),
         KvSource::Cache { k, v, capacity } => {
             let start = bh * capacity * d;
             (&k[start..], &v[start..], d)

@@ -33,18 +33,20 @@ pub fn embeddings(
     let hidden = t.gamma.len();
     assert_eq!(ids.len(), types.len());
     assert_eq!(out.len(), ids.len() * hidden);
-    out.par_chunks_mut(hidden).enumerate().for_each(|(tok, row)| {
-        let w = ids[tok] as usize * hidden;
-        let ty = types[tok] as usize * hidden;
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = t.word[w + j] + t.token_type[ty + j];
-        }
-        if let Some(pos) = t.position {
-            let p = (past + tok % seq) * hidden;
-            for (v, e) in row.iter_mut().zip(&pos[p..p + hidden]) {
-                *v += e;
+    out.par_chunks_mut(hidden)
+        .enumerate()
+        .for_each(|(tok, row)| {
+            let w = ids[tok] as usize * hidden;
+            let ty = types[tok] as usize * hidden;
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = t.word[w + j] + t.token_type[ty + j];
             }
-        }
-        normalize_row(row, t.gamma, t.beta, t.eps);
-    });
+            if let Some(pos) = t.position {
+                let p = (past + tok % seq) * hidden;
+                for (v, e) in row.iter_mut().zip(&pos[p..p + hidden]) {
+                    *v += e;
+                }
+            }
+            normalize_row(row, t.gamma, t.beta, t.eps);
+        });
 }

@@ -13,7 +13,7 @@ pub fn layer_norm(
     width: usize,
     out: &mut [f32],
 ) {
-    assert!(width > 0 && x.len() == out.len() && x.len() % width == 0);
+    assert!(width > 0 && x.len() == out.len() && x.len().is_multiple_of(width));
     assert!(gamma.len() == width && beta.len() == width);
     if let Some(r) = residual {
         assert_eq!(r.len(), x.len());

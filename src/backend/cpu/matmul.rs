@@ -53,7 +53,10 @@ impl<'a> View<'a> {
 pub fn matmul(dst: &mut [f32], dst_rs: usize, lhs: View, rhs: View, threads: usize) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "matmul: inner dimensions differ");
-    assert!(lhs.fits() && rhs.fits(), "matmul: operand view out of bounds");
+    assert!(
+        lhs.fits() && rhs.fits(),
+        "matmul: operand view out of bounds"
+    );
     assert!(
         m == 0 || n == 0 || (m - 1) * dst_rs + n <= dst.len(),
         "matmul: destination out of bounds"

@@ -40,7 +40,10 @@ impl Arena {
 
     fn get(&self, id: BufId) -> &[f32] {
         let buf = &self.bufs[id.0];
-        assert!(!buf.is_empty(), "plan bug: an op reads the buffer it writes");
+        assert!(
+            !buf.is_empty(),
+            "plan bug: an op reads the buffer it writes"
+        );
         buf
     }
 }
@@ -65,7 +68,15 @@ impl Backend for CpuBackend {
             None => batch.attention_mask().to_vec(),
         };
         for op in &plan.ops {
-            run_op(op, plan, params, batch, &mask, cache.as_deref_mut(), &mut arena);
+            run_op(
+                op,
+                plan,
+                params,
+                batch,
+                &mask,
+                cache.as_deref_mut(),
+                &mut arena,
+            );
         }
         if let Some(c) = cache {
             c.advance(batch.attention_mask(), batch.seq());
@@ -192,7 +203,15 @@ fn run_op(
                         v: &c.values[layer],
                         capacity: c.capacity,
                     };
-                    attention::attention(s, qkv_data, kv, mask, relative, &mut dst, probs_buf.as_deref_mut());
+                    attention::attention(
+                        s,
+                        qkv_data,
+                        kv,
+                        mask,
+                        relative,
+                        &mut dst,
+                        probs_buf.as_deref_mut(),
+                    );
                 }
                 None => attention::attention(
                     s,

@@ -1,0 +1,143 @@
+//! The `bertrt run --task raw` interface, driven as users script it.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{fixtures_dir, Reference};
+
+fn run(args: &[&str], stdin: &str) -> (i32, Vec<serde_json::Value>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bertrt"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The process may exit before reading (setup errors): a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn flatten(v: &serde_json::Value, out: &mut Vec<f64>) {
+    match v {
+        serde_json::Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+        serde_json::Value::Number(n) => out.push(n.as_f64().unwrap()),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn raw_mode_answers_every_line_and_matches_the_reference() {
+    let fixture = fixtures_dir().join("qa");
+    let reference = Reference::load(&fixture);
+    let ids = reference.tensors["c0.input_ids"].rows_i64();
+    let mask = reference.tensors["c0.attention_mask"].rows_i64();
+    let types = reference.tensors["c0.token_type_ids"].rows_i64();
+    let good =
+        serde_json::json!({"input_ids": ids, "attention_mask": mask, "token_type_ids": types});
+    let input = format!(
+        "{good}\nnot json\n{{\"input_ids\": [[1, 2], [3]]}}\n{{\"input_ids\": [[1000]]}}\n\n{{\"input_ids\": [[1, 2]], \"attention_mask\": [[1]]}}\n{{\"input_ids\": [[1]]}}\n"
+    );
+    let dir = fixture.to_str().unwrap();
+    let (code, lines, _) = run(
+        &[
+            "run",
+            "--model",
+            dir,
+            "--task",
+            "raw",
+            "--output-hidden-states",
+            "--output-attentions",
+        ],
+        &input,
+    );
+    assert_eq!(code, 1, "a failed line makes the exit status 1");
+    assert_eq!(lines.len(), 6, "one answer per non-blank line");
+    for i in [1, 2, 3, 4] {
+        assert!(lines[i]["error"].is_string(), "line {i}: {}", lines[i]);
+    }
+    assert!(lines[5]["start_logits"].is_array());
+    let first = &lines[0];
+    for name in ["start_logits", "end_logits"] {
+        let mut got = Vec::new();
+        flatten(&first[name], &mut got);
+        let want = &reference.tensors[&format!("c0.{name}")];
+        assert_eq!(got.len(), want.data.len());
+        for (g, w) in got.iter().zip(&want.data) {
+            assert!((g - w).abs() <= 1e-4, "{name}: {g} vs {w}");
+        }
+    }
+    assert_eq!(first["hidden_states"].as_array().unwrap().len(), 3);
+    assert_eq!(first["attentions"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn raw_mode_multiple_choice_and_head_override() {
+    let mc = fixtures_dir().join("multiple_choice");
+    let (code, lines, _) = run(
+        &["run", "--model", mc.to_str().unwrap()],
+        "{\"input_ids\": [[[1, 2, 3], [4, 5, 6]]]}\n{\"input_ids\": [[1, 2, 3]]}\n",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        lines[0]["logits"].as_array().unwrap()[0]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(lines[1]["error"].as_str().unwrap().contains("choices"));
+
+    // The pretraining checkpoint read as a plain BertModel by class name.
+    let pt = fixtures_dir().join("pretraining");
+    let (code, lines, _) = run(
+        &[
+            "run",
+            "--model",
+            pt.to_str().unwrap(),
+            "--head",
+            "BertModel",
+        ],
+        "{\"input_ids\": [[1, 2, 3]]}\n",
+    );
+    assert_eq!(code, 0);
+    assert!(lines[0]["last_hidden_state"].is_array() && lines[0]["pooler_output"].is_array());
+}
+
+#[test]
+fn setup_errors_exit_2_with_a_message() {
+    let tiny = fixtures_dir().join("bert_base_tiny");
+    let tiny = tiny.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["run", "--model", tiny, "--head", "gpt"],
+            "unknown head",
+        ),
+        (
+            vec!["run", "--model", tiny, "--device", "tpu"],
+            "unknown device",
+        ),
+        (
+            vec!["run", "--model", tiny, "--task", "summarize"],
+            "not implemented",
+        ),
+        (vec!["run", "--model", "/nonexistent/dir"], "not found"),
+    ] {
+        let (code, lines, stderr) = run(&args, "{\"input_ids\": [[1]]}\n");
+        assert_eq!(code, 2, "{args:?}");
+        assert!(lines.is_empty());
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

@@ -1,0 +1,296 @@
+//! Properties of the engine beyond the goldens: padding invariance, key/value-cache
+//! decoding equal to full recompute, concurrent use, and clear load errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bertrt::{Batch, Device, Error, ForwardOptions, Head, Model};
+use common::{fixtures_dir, max_diff, Reference};
+
+fn load(name: &str) -> Model {
+    Model::load(&fixtures_dir().join(name), None, Device::Cpu).unwrap()
+}
+
+/// Row 1 of case c0 is right-padded; alone and unpadded it must give the same values at
+/// every kept position, for token-level and pooled heads.
+#[test]
+fn right_padding_does_not_change_kept_positions() {
+    for (fixture, output) in [
+        ("bert_base_tiny", "last_hidden_state"),
+        ("bert_base_tiny", "pooler_output"),
+        ("token_cls", "logits"),
+        ("qa", "start_logits"),
+        ("seq_cls_single", "logits"),
+        ("rel_key_query", "last_hidden_state"),
+        ("lm_decoder", "logits"),
+    ] {
+        let dir = fixtures_dir().join(fixture);
+        let reference = Reference::load(&dir);
+        let model = load(fixture);
+        let batch = reference.batch("c0");
+        let ids = reference.tensors["c0.input_ids"].rows_i64();
+        let mask = reference.tensors["c0.attention_mask"].rows_i64();
+        let types = reference.tensors["c0.token_type_ids"].rows_i64();
+        let kept = mask[1].iter().filter(|&&m| m == 1).count();
+        assert!(kept < batch.seq(), "{fixture}: row 1 should be padded");
+        let alone = Batch::new(vec![ids[1][..kept].to_vec()])
+            .unwrap()
+            .with_token_type_ids(vec![types[1][..kept].to_vec()])
+            .unwrap();
+        let padded = model.forward(&batch, ForwardOptions::default()).unwrap();
+        let single = model.forward(&alone, ForwardOptions::default()).unwrap();
+        let (p, s) = (padded.get(output).unwrap(), single.get(output).unwrap());
+        // Row 1 of the padded output, first `kept` positions (or the pooled row).
+        let per_row = p.len() / batch.rows();
+        let row = &p.data()[per_row..2 * per_row];
+        let width = s.len() / kept.max(1);
+        let got = match p.shape().len() {
+            2 if output != "start_logits" => row,
+            _ => &row[..kept * width],
+        };
+        let d = max_diff(got, s.data());
+        assert!(
+            d <= 1e-5,
+            "{fixture}.{output}: padded vs alone differ by {d}"
+        );
+    }
+}
+
+/// Decoding with the key/value cache gives the logits of a full forward over the prefix.
+#[test]
+fn kv_cache_decoding_equals_full_recompute() {
+    let model = load("lm_decoder");
+    let reference = Reference::load(&fixtures_dir().join("lm_decoder"));
+    let ids = reference.tensors["c4.input_ids"].rows_i64();
+    let full = model
+        .forward(&Batch::new(ids.clone()).unwrap(), ForwardOptions::default())
+        .unwrap();
+    let full = full.get("logits").unwrap();
+    let vocab = model.config().vocab_size;
+    let mut cache = model.new_cache(1).unwrap();
+    // A 3-token prompt, then one token at a time.
+    let mut start = 0;
+    for step in [3, 1, 1, 1] {
+        let chunk = Batch::new(vec![ids[0][start..start + step].to_vec()]).unwrap();
+        let out = model
+            .forward_cached(&chunk, &mut cache, ForwardOptions::default())
+            .unwrap();
+        let logits = out.get("logits").unwrap();
+        assert_eq!(logits.shape(), &[1, step, vocab]);
+        let want = &full.data()[start * vocab..(start + step) * vocab];
+        let d = max_diff(logits.data(), want);
+        assert!(d <= 1e-5, "step at {start}: cached vs full differ by {d}");
+        start += step;
+    }
+    assert_eq!(cache.len(), 6);
+}
+
+/// A batch of two prompts decoded together, the second right-padded in the prompt.
+#[test]
+fn kv_cache_with_batch_and_padding() {
+    let model = load("lm_decoder");
+    let a = [5, 17, 42, 8, 9];
+    let b = [7, 3, 0, 11, 12];
+    let mut cache = model.new_cache(2).unwrap();
+    let prompt = Batch::new(vec![a[..3].to_vec(), b[..3].to_vec()])
+        .unwrap()
+        .with_attention_mask(vec![vec![1, 1, 1], vec![1, 1, 0]])
+        .unwrap();
+    model
+        .forward_cached(&prompt, &mut cache, ForwardOptions::default())
+        .unwrap();
+    let step = Batch::new(vec![a[3..4].to_vec(), b[3..4].to_vec()]).unwrap();
+    let out = model
+        .forward_cached(&step, &mut cache, ForwardOptions::default())
+        .unwrap();
+    let vocab = model.config().vocab_size;
+    // Full recompute of the same 4 tokens with the same mask.
+    let full = model
+        .forward(
+            &Batch::new(vec![a[..4].to_vec(), b[..4].to_vec()])
+                .unwrap()
+                .with_attention_mask(vec![vec![1; 4], vec![1, 1, 0, 1]])
+                .unwrap(),
+            ForwardOptions::default(),
+        )
+        .unwrap();
+    let full = full.get("logits").unwrap().data();
+    let cached = out.get("logits").unwrap().data();
+    for row in 0..2 {
+        let want = &full[(row * 4 + 3) * vocab..(row * 4 + 4) * vocab];
+        let d = max_diff(&cached[row * vocab..(row + 1) * vocab], want);
+        assert!(d <= 1e-5, "row {row}: {d}");
+    }
+}
+
+#[test]
+fn kv_cache_errors() {
+    let encoder = load("bert_base_tiny");
+    assert!(matches!(encoder.new_cache(1), Err(Error::Unsupported(_))));
+    let model = load("lm_decoder");
+    let mut cache = model.new_cache(1).unwrap();
+    let max = model.config().max_position_embeddings;
+    let long = Batch::new(vec![vec![1; max]]).unwrap();
+    model
+        .forward_cached(&long, &mut cache, ForwardOptions::default())
+        .unwrap();
+    let one = Batch::new(vec![vec![1]]).unwrap();
+    let err = model
+        .forward_cached(&one, &mut cache, ForwardOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("max_position_embeddings"), "{err}");
+    let two = Batch::new(vec![vec![1], vec![2]]).unwrap();
+    assert!(model
+        .forward_cached(&two, &mut cache, ForwardOptions::default())
+        .is_err());
+}
+
+#[test]
+fn model_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Model>();
+    let model = Arc::new(load("seq_cls_single"));
+    let batch = Batch::new(vec![vec![2, 9, 31, 4]]).unwrap();
+    let want = model.forward(&batch, ForwardOptions::default()).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (model, batch) = (Arc::clone(&model), batch.clone());
+            std::thread::spawn(move || model.forward(&batch, ForwardOptions::default()).unwrap())
+        })
+        .collect();
+    for h in handles {
+        let got = h.join().unwrap();
+        assert_eq!(got.get("logits"), want.get("logits"));
+    }
+}
+
+#[test]
+fn input_errors_are_reported() {
+    let model = load("bert_base_tiny");
+    let vocab = model.config().vocab_size as i64;
+    let opts = ForwardOptions::default();
+    let too_big = Batch::new(vec![vec![1, vocab]]).unwrap();
+    assert!(model
+        .forward(&too_big, opts)
+        .unwrap_err()
+        .to_string()
+        .contains("vocab_size"));
+    let bad_type = Batch::new(vec![vec![1, 2]])
+        .unwrap()
+        .with_token_type_ids(vec![vec![0, 2]])
+        .unwrap();
+    assert!(model.forward(&bad_type, opts).is_err());
+    let choices = Batch::multiple_choice(vec![vec![vec![1, 2]]]).unwrap();
+    assert!(model.forward(&choices, opts).is_err());
+    let mc = load("multiple_choice");
+    assert!(mc
+        .forward(&Batch::new(vec![vec![1]]).unwrap(), opts)
+        .is_err());
+}
+
+/// A scratch copy of a fixture that a test may damage.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn of(fixture: &str, tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("bertrt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(fixtures_dir().join(fixture)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        Scratch(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn edit_config(&self, f: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.0.join("config.json");
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        f(&mut json);
+        std::fs::write(path, json.to_string()).unwrap();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn load_errors_name_what_is_wrong() {
+    // A shape that disagrees with the config names the tensor and both shapes.
+    let s = Scratch::of("bert_base_tiny", "shape");
+    s.edit_config(|c| c["intermediate_size"] = 40.into());
+    let err = Model::load(s.path(), None, Device::Cpu).err().unwrap();
+    match &err {
+        Error::TensorShape {
+            name,
+            expected,
+            found,
+        } => {
+            assert!(name.contains("intermediate.dense.weight"), "{name}");
+            assert_eq!(
+                (expected.as_slice(), found.as_slice()),
+                (&[40, 32][..], &[37, 32][..])
+            );
+        }
+        other => panic!("expected a shape error, got {other}"),
+    }
+
+    // A head whose weights are absent names the missing tensor.
+    let err = Model::load(
+        &fixtures_dir().join("bert_base_tiny"),
+        Some(Head::MaskedLm),
+        Device::Cpu,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("cls.predictions"), "{err}");
+
+    // Only pytorch_model.bin: say how to convert.
+    let s = Scratch::of("bert_base_tiny", "bin");
+    std::fs::rename(
+        s.path().join("model.safetensors"),
+        s.path().join("pytorch_model.bin"),
+    )
+    .unwrap();
+    let err = Model::load(s.path(), None, Device::Cpu).err().unwrap();
+    assert!(err.to_string().contains("save_pretrained"), "{err}");
+
+    // Unknown activation: a config error naming the field.
+    let s = Scratch::of("bert_base_tiny", "act");
+    s.edit_config(|c| c["hidden_act"] = "gelu_99".into());
+    let err = Model::load(s.path(), None, Device::Cpu).err().unwrap();
+    assert!(
+        matches!(&err, Error::Config { field, .. } if field == "hidden_act"),
+        "{err}"
+    );
+
+    // A truncated weights file is refused, not mapped past its end.
+    let s = Scratch::of("bert_base_tiny", "trunc");
+    let path = s.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(Model::load(s.path(), None, Device::Cpu).is_err());
+
+    // No folder at all.
+    assert!(Model::load(Path::new("/nonexistent/model"), None, Device::Cpu).is_err());
+
+    // CUDA is not available in this build.
+    let err = Model::load(
+        &fixtures_dir().join("bert_base_tiny"),
+        None,
+        Device::Cuda(0),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("--device cpu"), "{err}");
+}
