@@ -15,6 +15,8 @@
 //! # Ok::<(), bertrt::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod batch;
 pub mod cache;
