@@ -25,9 +25,11 @@ pub mod error;
 pub mod fetch;
 pub mod graph;
 pub mod model;
+pub mod pipelines;
 pub mod raw;
 pub mod synthetic;
 pub mod tensor;
+pub mod tokenizer;
 pub mod weights;
 
 pub use backend::Device;

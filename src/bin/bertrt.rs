@@ -1,17 +1,19 @@
 //! The bertrt command line: a thin layer over the library.
 
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bertrt::{fetch, raw, Device, ForwardOptions, Head, Model};
+use bertrt::pipelines::{Aggregation, Options, Pipeline, Pooling, ScoreFunction, Task, TopK};
+use bertrt::{fetch, raw, Device, Error, ForwardOptions, Head, Model, Result};
 use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
 
 #[derive(Parser)]
 #[command(
     name = "bertrt",
     version,
-    about = "BERT inference: every Hugging Face BERT head"
+    about = "BERT inference: every Hugging Face BERT head and task"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -20,38 +22,98 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read JSON lines on stdin, answer one JSON line each on stdout.
-    Run(RunArgs),
+    /// Answer JSON lines (stdin or --input) with one JSON line each on stdout.
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Checkpoint folder (config.json + model.safetensors). Default: all-MiniLM-L6-v2,
-    /// fetched into the user cache on first use.
+    /// Checkpoint folder (config.json, model.safetensors, tokenizer). Default:
+    /// all-MiniLM-L6-v2, fetched into the user cache on first use.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// What to compute. `raw`: every head output as tensors.
+    /// raw, embed, fill-mask, text-classification, token-classification,
+    /// question-answering, multiple-choice, next-sentence or generate.
     #[arg(long, default_value = "raw")]
     task: String,
-    /// Head: bert, pretraining, lm, mlm, nsp, seq-cls, multiple-choice, token-cls, qa, or
-    /// a Hugging Face class name. Default: the config's architectures[0].
+    /// One input text instead of stdin (the question for question-answering).
     #[arg(long)]
-    head: Option<String>,
-    /// Also return `hidden_states` (embeddings and every layer).
+    text: Option<String>,
+    /// Second text of a pair (the context for question-answering).
     #[arg(long)]
-    output_hidden_states: bool,
-    /// Also return `attentions` (every layer's probabilities).
+    text_pair: Option<String>,
+    /// Read input lines from this file instead of stdin.
     #[arg(long)]
-    output_attentions: bool,
+    input: Option<PathBuf>,
+    /// Inputs per forward call.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// raw: the head (bert, mlm, seq-cls, ... or a class name); default architectures[0].
+    #[arg(long)]
+    head: Option<String>,
+    /// raw: also return hidden_states.
+    #[arg(long)]
+    output_hidden_states: bool,
+    /// raw: also return attentions.
+    #[arg(long)]
+    output_attentions: bool,
+    /// Number of results (a number, or "all").
+    #[arg(long)]
+    top_k: Option<String>,
+    /// fill-mask: candidate tokens, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    targets: Option<Vec<String>>,
+    /// text-classification: sigmoid, softmax or none.
+    #[arg(long)]
+    function_to_apply: Option<String>,
+    /// token-classification: none, simple, first, average or max.
+    #[arg(long)]
+    aggregation: Option<String>,
+    /// token-classification: labels to drop, comma-separated (default O).
+    #[arg(long, value_delimiter = ',')]
+    ignore_labels: Option<Vec<String>>,
+    /// token-classification: window overlap for long texts.
+    #[arg(long)]
+    stride: Option<usize>,
+    /// question-answering: context window overlap.
+    #[arg(long)]
+    doc_stride: Option<usize>,
+    /// question-answering: longest answer in tokens.
+    #[arg(long)]
+    max_answer_len: Option<usize>,
+    /// question-answering: window length in tokens.
+    #[arg(long)]
+    max_seq_len: Option<usize>,
+    /// question-answering: allow the empty answer.
+    #[arg(long)]
+    handle_impossible_answer: bool,
+    /// question-answering: keep token boundaries instead of whole words.
+    #[arg(long)]
+    no_align_to_words: bool,
+    /// generate: tokens to add.
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    /// embed: cls, mean, max, mean_sqrt_len or none (default from the model files).
+    #[arg(long)]
+    pooling: Option<String>,
+    /// embed: L2-normalise (true/false; default from the model files).
+    #[arg(long)]
+    normalize: Option<bool>,
+    /// Longest input in tokens (default: the model's limit).
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Refuse over-long inputs instead of truncating them with a warning.
+    #[arg(long)]
+    no_truncate: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => match run(args) {
+        Command::Run(args) => match run(*args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
@@ -62,55 +124,202 @@ fn main() -> ExitCode {
     }
 }
 
-/// Returns Ok(false) when some input line failed.
-fn run(args: RunArgs) -> bertrt::Result<bool> {
-    if args.task != "raw" {
-        return Err(bertrt::Error::Unsupported(format!(
-            "task {:?} is not implemented yet; available: raw",
-            args.task
-        )));
+fn enum_option<T: serde::de::DeserializeOwned>(
+    name: &str,
+    value: &Option<String>,
+) -> Result<Option<T>> {
+    value
+        .as_ref()
+        .map(|v| {
+            serde_json::from_value(json!(v))
+                .map_err(|_| Error::Input(format!("--{name}: unknown value {v:?}")))
+        })
+        .transpose()
+}
+
+fn options(a: &RunArgs) -> Result<Options> {
+    let top_k = match a.top_k.as_deref() {
+        None => None,
+        Some("all") => Some(TopK::All),
+        Some(k) => match k.parse::<usize>() {
+            Ok(k) if k > 0 => Some(TopK::K(k)),
+            _ => {
+                return Err(Error::Input(format!(
+                    "--top-k: expected a positive number or all, got {k:?}"
+                )))
+            }
+        },
+    };
+    Ok(Options {
+        top_k,
+        targets: a.targets.clone(),
+        function_to_apply: enum_option::<ScoreFunction>("function-to-apply", &a.function_to_apply)?,
+        aggregation_strategy: enum_option::<Aggregation>("aggregation", &a.aggregation)?,
+        ignore_labels: a.ignore_labels.clone(),
+        stride: a.stride,
+        doc_stride: a.doc_stride,
+        max_answer_len: a.max_answer_len,
+        max_seq_len: a.max_seq_len,
+        max_question_len: None,
+        handle_impossible_answer: a.handle_impossible_answer.then_some(true),
+        align_to_words: a.no_align_to_words.then_some(false),
+        max_new_tokens: a.max_new_tokens,
+        pooling: enum_option::<Pooling>("pooling", &a.pooling)?,
+        normalize: a.normalize,
+        max_length: a.max_length,
+        no_truncate: a.no_truncate.then_some(true),
+        batch_size: Some(a.batch_size.max(1)),
+    })
+}
+
+/// Where input lines come from.
+fn input_lines(
+    a: &RunArgs,
+    task: Option<Task>,
+) -> Result<Box<dyn Iterator<Item = std::io::Result<Vec<u8>>>>> {
+    if let Some(text) = &a.text {
+        let line = match task {
+            Some(Task::QuestionAnswering) => {
+                json!({"question": text, "context": a.text_pair.clone().unwrap_or_default()})
+            }
+            _ => match &a.text_pair {
+                Some(pair) => json!({"text": text, "text_pair": pair}),
+                None => json!({"text": text}),
+            },
+        };
+        return Ok(Box::new(std::iter::once(Ok(line.to_string().into_bytes()))));
     }
-    let head = args.head.as_deref().map(str::parse::<Head>).transpose()?;
+    match &a.input {
+        Some(path) => {
+            let file = std::fs::File::open(path).map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            Ok(Box::new(std::io::BufReader::new(file).split(b'\n')))
+        }
+        None => Ok(Box::new(std::io::stdin().lock().split(b'\n'))),
+    }
+}
+
+/// Returns Ok(false) when some input line failed.
+fn run(args: RunArgs) -> Result<bool> {
+    let task = match args.task.as_str() {
+        "raw" => None,
+        other => Some(other.parse::<Task>()?),
+    };
     let device: Device = args.device.parse()?;
-    let dir = match args.model {
-        Some(dir) => dir,
+    let opts = options(&args)?;
+    let dir = match &args.model {
+        Some(dir) => dir.clone(),
         None => fetch::default_model()?,
     };
-    let model = Model::load(&dir, head, device)?;
-    let opts = ForwardOptions {
-        output_hidden_states: args.output_hidden_states,
-        output_attentions: args.output_attentions,
+    let answerer: Box<dyn Fn(&[String]) -> Vec<(String, Vec<String>, bool)>> = match task {
+        None => {
+            let head = args.head.as_deref().map(str::parse::<Head>).transpose()?;
+            let model = Model::load(&dir, head, device)?;
+            let fwd = ForwardOptions {
+                output_hidden_states: args.output_hidden_states,
+                output_attentions: args.output_attentions,
+            };
+            Box::new(move |lines: &[String]| {
+                lines
+                    .iter()
+                    .map(|l| {
+                        let (json, ok) = raw::answer(&model, l, fwd);
+                        (json, Vec::new(), ok)
+                    })
+                    .collect()
+            })
+        }
+        Some(task) => {
+            let pipeline = Pipeline::load(&dir, task, device, opts)?;
+            Box::new(move |lines: &[String]| {
+                let values: Vec<std::result::Result<Value, String>> = lines
+                    .iter()
+                    .map(|l| serde_json::from_str(l).map_err(|e| format!("invalid JSON: {e}")))
+                    .collect();
+                let good: Vec<Value> = values
+                    .iter()
+                    .filter_map(|v| v.as_ref().ok().cloned())
+                    .collect();
+                let mut answers = pipeline.run(&good).into_iter();
+                values
+                    .into_iter()
+                    .map(|v| match v.map(|_| answers.next()) {
+                        Ok(Some(Ok(a))) => (a.value.to_string(), a.warnings, true),
+                        Ok(Some(Err(e))) => (raw::error_line(&e.to_string()), Vec::new(), false),
+                        Ok(None) => (raw::error_line("no answer"), Vec::new(), false),
+                        Err(e) => (raw::error_line(&e), Vec::new(), false),
+                    })
+                    .collect()
+            })
+        }
     };
-    let stdin = std::io::stdin().lock();
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} lines, {per_sec} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
     let mut stdout = BufWriter::new(std::io::stdout().lock());
     let mut all_ok = true;
-    for (n, line) in stdin.split(b'\n').enumerate() {
-        let line = line.map_err(|e| bertrt::Error::Io {
-            path: PathBuf::from("<stdin>"),
-            source: e,
-        })?;
-        let (value, ok) = match std::str::from_utf8(&line) {
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => raw::answer(&model, text, opts),
-            Err(_) => (
-                raw::error_line(&format!("line {}: not valid UTF-8", n + 1)),
-                false,
-            ),
-        };
-        all_ok &= ok;
-        let written = stdout
-            .write_all(value.as_bytes())
-            .and_then(|()| stdout.write_all(b"\n"))
-            .and_then(|()| stdout.flush());
-        if let Err(e) = written {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(all_ok);
-            }
-            return Err(bertrt::Error::Io {
-                path: PathBuf::from("<stdout>"),
+    let chunk = args.batch_size.max(1) * 4;
+    let mut pending: Vec<String> = Vec::new();
+    let mut line_no = 0usize;
+    let mut lines = input_lines(&args, task)?;
+    loop {
+        let next = lines.next();
+        let done = next.is_none();
+        if let Some(line) = next {
+            let line = line.map_err(|e| Error::Io {
+                path: PathBuf::from("<input>"),
                 source: e,
-            });
+            })?;
+            line_no += 1;
+            match String::from_utf8(line) {
+                Ok(text) if text.trim().is_empty() => {}
+                Ok(text) => pending.push(text),
+                Err(_) => pending.push(format!("\u{0}invalid utf-8 on line {line_no}")),
+            }
         }
+        if pending.len() >= chunk || (done && !pending.is_empty()) {
+            let answers = answerer(&pending);
+            for (line, (json, warnings, ok)) in pending.iter().zip(answers) {
+                let (json, ok) = match line.strip_prefix('\u{0}') {
+                    Some(msg) => (raw::error_line(msg), false),
+                    None => (json, ok),
+                };
+                for w in warnings {
+                    eprintln!("bertrt: warning: {w}");
+                }
+                all_ok &= ok;
+                let written = stdout
+                    .write_all(json.as_bytes())
+                    .and_then(|()| stdout.write_all(b"\n"));
+                if let Err(e) = written {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Ok(all_ok);
+                    }
+                    return Err(Error::Io {
+                        path: PathBuf::from("<stdout>"),
+                        source: e,
+                    });
+                }
+            }
+            if let Some(bar) = &progress {
+                bar.inc(pending.len() as u64);
+            }
+            pending.clear();
+            let _ = stdout.flush();
+        }
+        if done {
+            break;
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
     }
     Ok(all_ok)
 }

@@ -1,0 +1,167 @@
+//! embed: sentence embeddings with sentence-transformers pooling and normalisation, or the
+//! raw token states.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{batched, row, Answer, Pipeline, TextInput};
+use crate::error::{Error, Result};
+
+/// How token states become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The [CLS] token's state.
+    Cls,
+    /// Mean over attended tokens ([CLS] and [SEP] included).
+    Mean,
+    /// Element-wise max over attended tokens.
+    Max,
+    /// Sum over attended tokens divided by sqrt(count).
+    MeanSqrtLen,
+    /// No pooling: every token's state.
+    None,
+}
+
+/// What a sentence-transformers folder says about pooling.
+#[derive(Debug, Clone, Default)]
+pub(super) struct EmbedConfig {
+    pooling: Option<Pooling>,
+    normalize: bool,
+    pub(super) max_seq_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct PoolingFile {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+    #[serde(default)]
+    pooling_mode_mean_sqrt_len_tokens: bool,
+}
+
+#[derive(Deserialize)]
+struct Module {
+    #[serde(default)]
+    path: String,
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::checkpoint(path, format!("invalid JSON: {e}")))
+}
+
+impl EmbedConfig {
+    /// Reads modules.json, the Pooling module's config and sentence_bert_config.json.
+    pub(super) fn from_dir(dir: &Path) -> Result<Self> {
+        let modules: Vec<Module> = read(&dir.join("modules.json"))?.unwrap_or_default();
+        let pooling_dir = modules
+            .iter()
+            .find(|m| m.kind.ends_with(".Pooling"))
+            .map_or("1_Pooling", |m| m.path.as_str());
+        let pooling = read::<PoolingFile>(&dir.join(pooling_dir).join("config.json"))?.map(|f| {
+            if f.pooling_mode_cls_token {
+                Pooling::Cls
+            } else if f.pooling_mode_max_tokens {
+                Pooling::Max
+            } else if f.pooling_mode_mean_sqrt_len_tokens {
+                Pooling::MeanSqrtLen
+            } else if f.pooling_mode_mean_tokens {
+                Pooling::Mean
+            } else {
+                Pooling::Cls
+            }
+        });
+        #[derive(Deserialize)]
+        struct StConfig {
+            max_seq_length: Option<usize>,
+        }
+        let st: Option<StConfig> = read(&dir.join("sentence_bert_config.json"))?;
+        Ok(EmbedConfig {
+            pooling,
+            normalize: modules.iter().any(|m| m.kind.ends_with(".Normalize")),
+            max_seq_length: st.and_then(|s| s.max_seq_length),
+        })
+    }
+}
+
+/// Pools [len, hidden] states of one sequence (all tokens attended).
+pub fn pool(states: &[f32], hidden: usize, pooling: Pooling) -> Vec<f64> {
+    let len = states.len() / hidden;
+    let rows = states.chunks(hidden);
+    match pooling {
+        Pooling::Cls | Pooling::None => states[..hidden].iter().map(|&v| v as f64).collect(),
+        Pooling::Max => rows.fold(vec![f64::NEG_INFINITY; hidden], |mut acc, r| {
+            for (a, &v) in acc.iter_mut().zip(r) {
+                *a = a.max(v as f64);
+            }
+            acc
+        }),
+        Pooling::Mean | Pooling::MeanSqrtLen => {
+            let mut sum = vec![0.0f64; hidden];
+            for r in rows {
+                for (a, &v) in sum.iter_mut().zip(r) {
+                    *a += v as f64;
+                }
+            }
+            let div = match pooling {
+                Pooling::Mean => len as f64,
+                _ => (len as f64).sqrt(),
+            };
+            sum.into_iter().map(|v| v / div).collect()
+        }
+    }
+}
+
+/// x / max(||x||, 1e-12), as torch.nn.functional.normalize.
+pub fn l2_normalize(v: &mut [f64]) {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
+pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
+    let pooling = p
+        .options
+        .pooling
+        .or(p.embed.pooling)
+        .unwrap_or(Pooling::Mean);
+    let normalize = p.options.normalize.unwrap_or(p.embed.normalize);
+    let hidden = p.model.config().hidden_size;
+    batched(
+        p,
+        inputs,
+        |v, warnings| {
+            let input = TextInput::parse(v)?;
+            Ok((
+                p.encode_one(&input.text, input.text_pair.as_deref(), warnings)?,
+                (),
+            ))
+        },
+        |out, r, enc, ()| {
+            // Padding is at the end: the first enc.len() rows are this input's tokens.
+            let states = &row(out, "last_hidden_state", r)?[..enc.len() * hidden];
+            if pooling == Pooling::None {
+                let rows: Vec<&[f32]> = states.chunks(hidden).collect();
+                return Ok(json!({ "last_hidden_state": rows }));
+            }
+            let mut v = pool(states, hidden, pooling);
+            if normalize {
+                l2_normalize(&mut v);
+            }
+            let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
+            Ok(json!({ "embedding": v }))
+        },
+    )
+}

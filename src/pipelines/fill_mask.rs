@@ -1,0 +1,115 @@
+//! fill-mask: softmax over the vocabulary at each mask token, the k best candidates with
+//! the sequence they complete (transformers' FillMaskPipeline).
+
+use serde_json::{json, Value};
+
+use super::{batched, ranked, row, softmax, Answer, Pipeline, TextInput, TopK};
+use crate::error::{Error, Result};
+
+/// Target ids, after replacing out-of-vocabulary targets by their first sub-token.
+fn target_ids(p: &Pipeline, targets: &[String], warnings: &mut Vec<String>) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for target in targets {
+        match p.tokenizer.token_to_id(target) {
+            Some(id) => ids.push(id),
+            None => {
+                let first = p.tokenizer.tokenize(target)?.ids.first().copied();
+                match first {
+                    Some(id) => {
+                        let token = p.tokenizer.id_to_token(id).unwrap_or_default();
+                        warnings.push(format!(
+                            "target {target:?} is not in the vocabulary; using its first sub-token {token:?}"
+                        ));
+                        ids.push(id);
+                    }
+                    None => warnings.push(format!(
+                        "target {target:?} is not in the vocabulary and has no sub-token; ignoring it"
+                    )),
+                }
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() && !targets.is_empty() {
+        return Err(Error::Input(
+            "no usable target: every target was ignored".into(),
+        ));
+    }
+    Ok(ids)
+}
+
+pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
+    let mask_id = p.tokenizer.specials().mask;
+    let mut target_warnings = Vec::new();
+    let targets = match &p.options.targets {
+        Some(t) => match target_ids(p, t, &mut target_warnings) {
+            Ok(ids) => Some(ids),
+            Err(e) => {
+                return inputs
+                    .iter()
+                    .map(|_| Err(Error::Input(e.to_string())))
+                    .collect()
+            }
+        },
+        None => None,
+    };
+    let vocab = p.model.config().vocab_size;
+    let top_k = match p.options.top_k {
+        Some(TopK::K(k)) => k,
+        Some(TopK::All) => vocab,
+        None => 5,
+    };
+    batched(
+        p,
+        inputs,
+        |v, warnings| {
+            let input = TextInput::parse(v)?;
+            let mask = mask_id
+                .ok_or_else(|| Error::Unsupported("this tokenizer has no mask token".into()))?;
+            warnings.extend(target_warnings.iter().cloned());
+            let enc = p.encode_one(&input.text, input.text_pair.as_deref(), warnings)?;
+            let masks: Vec<usize> = (0..enc.len()).filter(|&i| enc.ids[i] == mask).collect();
+            if masks.is_empty() {
+                return Err(Error::Input(format!(
+                    "no mask token ({}) in the input",
+                    p.tokenizer.specials().mask_token
+                )));
+            }
+            Ok((enc, masks))
+        },
+        |out, r, enc, masks| {
+            let logits = row(out, "logits", r)?;
+            let single = masks.len() == 1;
+            let mut per_mask = Vec::new();
+            for &m in masks {
+                let probs = softmax(&logits[m * vocab..(m + 1) * vocab]);
+                let (cands, scores): (Vec<u32>, Vec<f64>) = match &targets {
+                    Some(ids) => (
+                        ids.clone(),
+                        ids.iter().map(|&i| probs[i as usize]).collect(),
+                    ),
+                    None => ((0..vocab as u32).collect(), probs),
+                };
+                let mut results = Vec::new();
+                for i in ranked(&scores).into_iter().take(top_k) {
+                    let token = cands[i];
+                    let mut ids = enc.ids.clone();
+                    ids[m] = token;
+                    let sequence = p.tokenizer.decode(&ids, single)?;
+                    results.push(json!({
+                        "score": scores[i],
+                        "token": token,
+                        "token_str": p.tokenizer.decode(&[token], false)?,
+                        "sequence": sequence,
+                    }));
+                }
+                per_mask.push(Value::Array(results));
+            }
+            Ok(match single {
+                true => per_mask.remove(0),
+                false => Value::Array(per_mask),
+            })
+        },
+    )
+}

@@ -1,0 +1,72 @@
+//! Tasks on sentence pairs: next-sentence prediction and multiple choice.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{batched, non_empty, parse, row, softmax, Answer, Pipeline, TextInput};
+use crate::batch::Batch;
+use crate::error::{Error, Result};
+use crate::model::ForwardOptions;
+
+/// next-sentence: `{"is_next": P(text_pair follows text), "logits": [follows, random]}`.
+pub(super) fn run_next_sentence(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
+    batched(
+        p,
+        inputs,
+        |v, warnings| {
+            let input = TextInput::parse(v)?;
+            let pair = input
+                .text_pair
+                .ok_or_else(|| Error::Input("next-sentence needs `text_pair`".into()))?;
+            Ok((p.encode_one(&input.text, Some(&pair), warnings)?, ()))
+        },
+        |out, r, _, ()| {
+            let logits = row(out, "logits", r)?;
+            Ok(json!({"is_next": softmax(logits)[0], "logits": logits}))
+        },
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChoiceInput {
+    prompt: String,
+    choices: Vec<String>,
+}
+
+/// multiple-choice: the prompt paired with each choice; softmax over the choices.
+pub(super) fn run_multiple_choice(p: &Pipeline, value: &Value) -> Result<Answer> {
+    let input: ChoiceInput = parse(value, r#"{"prompt": ..., "choices": [...]}"#)?;
+    non_empty("prompt", &input.prompt)?;
+    if input.choices.is_empty() {
+        return Err(Error::Input("`choices` is empty".into()));
+    }
+    let mut warnings = Vec::new();
+    let encs = input
+        .choices
+        .iter()
+        .map(|c| {
+            non_empty("choices", c)?;
+            p.encode_one(&input.prompt, Some(c), &mut warnings)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<_> = encs.iter().collect();
+    let flat = super::pad(&refs, p.tokenizer.specials().pad)?;
+    let nest = |v: Vec<i64>| -> Vec<Vec<Vec<i64>>> {
+        vec![v.chunks(flat.seq()).map(|c| c.to_vec()).collect()]
+    };
+    let ids = nest(flat.input_ids().iter().map(|&i| i as i64).collect());
+    let mask = nest(flat.attention_mask().iter().map(|&i| i as i64).collect());
+    let types = nest(flat.token_type_ids().iter().map(|&i| i as i64).collect());
+    let batch = Batch::multiple_choice(ids)?
+        .with_attention_mask(mask.into_iter().flatten().collect())?
+        .with_token_type_ids(types.into_iter().flatten().collect())?;
+    let out = p.model.forward(&batch, ForwardOptions::default())?;
+    let logits = row(&out, "logits", 0)?;
+    let scores = softmax(logits);
+    let best = super::ranked(&scores)[0];
+    Ok(Answer {
+        value: json!({"scores": scores, "best": best, "logits": logits}),
+        warnings,
+    })
+}

@@ -1,0 +1,388 @@
+//! The `tokenizers` crate behind a small BERT-shaped API.
+//!
+//! A checkpoint's tokenizer.json is used when present, else one is built from vocab.txt
+//! and tokenizer_config.json as transformers' BertTokenizerFast does (BertNormalizer,
+//! BertPreTokenizer, WordPiece, [CLS] A [SEP] (B [SEP]) template). The file's own
+//! truncation and padding settings are dropped: the caller decides per call.
+//! Offsets are character positions in the original text.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{AddedToken, EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
+
+use crate::error::{Error, Result};
+
+/// Which sequence of a pair gives up tokens when the pair is too long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Truncation {
+    /// Take from the longer sequence, one token at a time (transformers' default).
+    #[default]
+    LongestFirst,
+    /// Only the first sequence.
+    OnlyFirst,
+    /// Only the second sequence (question answering's context).
+    OnlySecond,
+}
+
+/// How to encode one text or pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EncodeOptions {
+    /// Longest encoding, special tokens included; None = no truncation.
+    pub max_length: Option<usize>,
+    /// Which side is truncated.
+    pub truncation: Truncation,
+    /// Tokens shared by consecutive overflowing windows.
+    pub stride: usize,
+    /// Return every window instead of only the first.
+    pub overflow: bool,
+}
+
+/// One encoded window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoding {
+    /// Token ids, special tokens included.
+    pub ids: Vec<u32>,
+    /// Segment ids (0 for the first sequence, 1 for the second).
+    pub type_ids: Vec<u32>,
+    /// Token strings.
+    pub tokens: Vec<String>,
+    /// (start, end) character offsets into the text the token came from; (0, 0) for
+    /// special tokens.
+    pub offsets: Vec<(usize, usize)>,
+    /// Which input sequence each token belongs to (None for special tokens).
+    pub sequence_ids: Vec<Option<usize>>,
+    /// Index of the word each token belongs to, within its sequence.
+    pub word_ids: Vec<Option<u32>>,
+    /// True when the input did not fit in `max_length`: tokens were cut (or moved to
+    /// further windows).
+    pub truncated: bool,
+}
+
+impl Encoding {
+    fn from_tk(e: &tokenizers::Encoding) -> Self {
+        Encoding {
+            ids: e.get_ids().to_vec(),
+            type_ids: e.get_type_ids().to_vec(),
+            tokens: e.get_tokens().to_vec(),
+            offsets: e.get_offsets().to_vec(),
+            sequence_ids: e.get_sequence_ids(),
+            word_ids: e.get_word_ids().to_vec(),
+            truncated: false,
+        }
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True for an encoding without tokens.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// The special tokens of a BERT vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecialTokens {
+    /// [CLS] id.
+    pub cls: u32,
+    /// [SEP] id.
+    pub sep: u32,
+    /// [PAD] id.
+    pub pad: u32,
+    /// [UNK] id.
+    pub unk: u32,
+    /// [MASK] id, if the vocabulary has one.
+    pub mask: Option<u32>,
+    /// The mask token's text.
+    pub mask_token: String,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenizerConfig {
+    #[serde(default)]
+    do_lower_case: Option<bool>,
+    #[serde(default)]
+    strip_accents: Option<bool>,
+    #[serde(default)]
+    tokenize_chinese_chars: Option<bool>,
+    #[serde(default)]
+    model_max_length: Option<f64>,
+    #[serde(default)]
+    unk_token: Option<TokenField>,
+    #[serde(default)]
+    sep_token: Option<TokenField>,
+    #[serde(default)]
+    pad_token: Option<TokenField>,
+    #[serde(default)]
+    cls_token: Option<TokenField>,
+    #[serde(default)]
+    mask_token: Option<TokenField>,
+}
+
+/// A special token given as a string or as an AddedToken object.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum TokenField {
+    Text(String),
+    Object { content: String },
+}
+
+impl TokenField {
+    fn text(self) -> String {
+        match self {
+            TokenField::Text(t) | TokenField::Object { content: t } => t,
+        }
+    }
+}
+
+/// A BERT tokenizer (Send + Sync; encode from many threads).
+pub struct BertTokenizer {
+    base: Tokenizer,
+    /// Copies of `base` configured for one truncation setting each.
+    truncating: Mutex<HashMap<(usize, Truncation, usize), Arc<Tokenizer>>>,
+    specials: SpecialTokens,
+    model_max_length: Option<usize>,
+}
+
+fn tk_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::checkpoint(path, format!("tokenizer: {e}"))
+}
+
+impl BertTokenizer {
+    /// Loads the tokenizer of a checkpoint folder: tokenizer.json, else vocab.txt with
+    /// tokenizer_config.json (and special_tokens_map.json).
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let config =
+            read_json::<TokenizerConfig>(&dir.join("tokenizer_config.json"))?.unwrap_or_default();
+        let map = read_json::<HashMap<String, TokenField>>(&dir.join("special_tokens_map.json"))?
+            .unwrap_or_default();
+        let special = |field: Option<TokenField>, key: &str, default: &str| -> String {
+            map.get(key)
+                .cloned()
+                .or(field)
+                .map_or_else(|| default.to_string(), TokenField::text)
+        };
+        let names = [
+            special(config.cls_token.clone(), "cls_token", "[CLS]"),
+            special(config.sep_token.clone(), "sep_token", "[SEP]"),
+            special(config.pad_token.clone(), "pad_token", "[PAD]"),
+            special(config.unk_token.clone(), "unk_token", "[UNK]"),
+            special(config.mask_token.clone(), "mask_token", "[MASK]"),
+        ];
+        let json = dir.join("tokenizer.json");
+        let vocab = dir.join("vocab.txt");
+        let mut base = if json.is_file() {
+            Tokenizer::from_file(&json).map_err(|e| tk_err(&json, e))?
+        } else if vocab.is_file() {
+            from_vocab(&vocab, &config, &names)?
+        } else {
+            return Err(Error::checkpoint(
+                dir,
+                "no tokenizer: expected tokenizer.json or vocab.txt (with tokenizer_config.json)",
+            ));
+        };
+        base.with_truncation(None).map_err(|e| tk_err(dir, e))?;
+        base.with_padding(None);
+        let id = |name: &str| {
+            base.token_to_id(name).ok_or_else(|| {
+                Error::checkpoint(
+                    dir,
+                    format!("tokenizer: special token {name} is not in the vocabulary"),
+                )
+            })
+        };
+        let specials = SpecialTokens {
+            cls: id(&names[0])?,
+            sep: id(&names[1])?,
+            pad: id(&names[2])?,
+            unk: id(&names[3])?,
+            mask: base.token_to_id(&names[4]),
+            mask_token: names[4].clone(),
+        };
+        // transformers writes a huge sentinel when a model sets no limit.
+        let model_max_length = config
+            .model_max_length
+            .filter(|&n| n > 0.0 && n < 1e9)
+            .map(|n| n as usize);
+        Ok(BertTokenizer {
+            base,
+            truncating: Mutex::new(HashMap::new()),
+            specials,
+            model_max_length,
+        })
+    }
+
+    /// The special token ids.
+    pub fn specials(&self) -> &SpecialTokens {
+        &self.specials
+    }
+
+    /// tokenizer_config.json's model_max_length, when it sets a real limit.
+    pub fn model_max_length(&self) -> Option<usize> {
+        self.model_max_length
+    }
+
+    /// Vocabulary size, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.base.get_vocab_size(true)
+    }
+
+    /// The id of a token string.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.base.token_to_id(token)
+    }
+
+    /// The string of a token id.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.base.id_to_token(id)
+    }
+
+    /// Ids to text, as transformers' `decode` (WordPiece joining, cleanup of spaces).
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.base
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| Error::Input(format!("cannot decode ids: {e}")))
+    }
+
+    /// Joins tokens into text as transformers' `convert_tokens_to_string` does (the
+    /// tokenizer's decoder: `##` pieces glued, spaces cleaned up).
+    pub fn tokens_to_string(&self, tokens: &[String]) -> Result<String> {
+        use tokenizers::Decoder;
+        match self.base.get_decoder() {
+            Some(decoder) => decoder
+                .decode(tokens.to_vec())
+                .map_err(|e| Error::Input(format!("cannot join tokens: {e}"))),
+            None => Ok(tokens.join(" ").replace(" ##", "").trim().to_string()),
+        }
+    }
+
+    /// Tokens of a text without special tokens or truncation (for targets and words).
+    pub fn tokenize(&self, text: &str) -> Result<Encoding> {
+        let e = self
+            .base
+            .encode_char_offsets(text, false)
+            .map_err(|e| Error::Input(format!("cannot tokenize: {e}")))?;
+        Ok(Encoding::from_tk(&e))
+    }
+
+    /// Encodes a text (or pair) with special tokens. Returns the first window, then the
+    /// overflowing ones when `opts.overflow` is set.
+    pub fn encode(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        opts: EncodeOptions,
+    ) -> Result<Vec<Encoding>> {
+        // An empty pair is no pair, as in transformers.
+        let input: EncodeInput = match pair {
+            Some(p) if !p.is_empty() => (text, p).into(),
+            _ => text.into(),
+        };
+        let tk = match opts.max_length {
+            None => None,
+            Some(max) => Some(self.truncating_tokenizer(max, opts.truncation, opts.stride)?),
+        };
+        let tokenizer = tk.as_deref().unwrap_or(&self.base);
+        let mut e = tokenizer
+            .encode_char_offsets(input, true)
+            .map_err(|e| Error::Input(format!("cannot tokenize: {e}")))?;
+        let overflowing = e.take_overflowing();
+        let mut out = vec![Encoding::from_tk(&e)];
+        out[0].truncated = !overflowing.is_empty();
+        if opts.overflow {
+            out.extend(overflowing.iter().map(Encoding::from_tk));
+        }
+        Ok(out)
+    }
+
+    fn truncating_tokenizer(
+        &self,
+        max: usize,
+        strategy: Truncation,
+        stride: usize,
+    ) -> Result<Arc<Tokenizer>> {
+        let key = (max, strategy, stride);
+        let mut cache = self
+            .truncating
+            .lock()
+            .map_err(|_| Error::Input("tokenizer cache poisoned by an earlier panic".into()))?;
+        if let Some(tk) = cache.get(&key) {
+            return Ok(Arc::clone(tk));
+        }
+        let mut tk = self.base.clone();
+        tk.with_truncation(Some(TruncationParams {
+            max_length: max,
+            strategy: match strategy {
+                Truncation::LongestFirst => TruncationStrategy::LongestFirst,
+                Truncation::OnlyFirst => TruncationStrategy::OnlyFirst,
+                Truncation::OnlySecond => TruncationStrategy::OnlySecond,
+            },
+            stride,
+            ..Default::default()
+        }))
+        .map_err(|e| {
+            Error::Input(format!(
+                "truncation to {max} tokens with stride {stride}: {e}"
+            ))
+        })?;
+        let tk = Arc::new(tk);
+        cache.insert(key, Arc::clone(&tk));
+        Ok(tk)
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::checkpoint(path, format!("invalid JSON: {e}")))
+}
+
+/// Builds what transformers' BertTokenizerFast builds from a vocab.txt.
+fn from_vocab(vocab: &Path, config: &TokenizerConfig, names: &[String; 5]) -> Result<Tokenizer> {
+    let path = vocab
+        .to_str()
+        .ok_or_else(|| tk_err(vocab, "path is not UTF-8"))?;
+    let model = WordPiece::from_file(path)
+        .unk_token(names[3].clone())
+        .build()
+        .map_err(|e| tk_err(vocab, e))?;
+    let mut tk = Tokenizer::new(model);
+    tk.with_normalizer(Some(BertNormalizer::new(
+        true,
+        config.tokenize_chinese_chars.unwrap_or(true),
+        config.strip_accents,
+        config.do_lower_case.unwrap_or(true),
+    )));
+    tk.with_pre_tokenizer(Some(BertPreTokenizer));
+    let id = |name: &str| {
+        tk.token_to_id(name)
+            .ok_or_else(|| tk_err(vocab, format!("{name} is not in vocab.txt")))
+    };
+    let (cls, sep) = (id(&names[0])?, id(&names[1])?);
+    tk.with_post_processor(Some(BertProcessing::new(
+        (names[1].clone(), sep),
+        (names[0].clone(), cls),
+    )));
+    tk.with_decoder(Some(WordPieceDecoder::default()));
+    let added: Vec<AddedToken> = names
+        .iter()
+        .filter(|n| tk.token_to_id(n).is_some())
+        .map(|n| AddedToken::from(n.clone(), true))
+        .collect();
+    tk.add_special_tokens(&added);
+    Ok(tk)
+}
