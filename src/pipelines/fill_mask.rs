@@ -41,6 +41,7 @@ fn target_ids(p: &Pipeline, targets: &[String], warnings: &mut Vec<String>) -> R
 
 pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
     let mask_id = p.tokenizer.specials().mask;
+    let pad = p.tokenizer.specials().pad;
     let mut target_warnings = Vec::new();
     let targets = match &p.options.targets {
         Some(t) => match target_ids(p, t, &mut target_warnings) {
@@ -96,6 +97,8 @@ pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
                     let token = cands[i];
                     let mut ids = enc.ids.clone();
                     ids[m] = token;
+                    // transformers drops padding ids (even a predicted [PAD]) first.
+                    ids.retain(|&id| id != pad);
                     let sequence = p.tokenizer.decode(&ids, single)?;
                     results.push(json!({
                         "score": scores[i],

@@ -446,6 +446,20 @@ fn non_empty(field: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// An f32 as a JSON number with its shortest decimal form (not the f64 widening's digits).
+fn f32_json(x: f32) -> Value {
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+/// f32 values as a JSON list.
+fn f32_list(xs: &[f32]) -> Value {
+    Value::Array(xs.iter().map(|&x| f32_json(x)).collect())
+}
+
 /// Numerically stable softmax in f64.
 fn softmax(xs: &[f32]) -> Vec<f64> {
     let max = xs.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{batched, non_empty, parse, row, softmax, Answer, Pipeline, TextInput};
+use super::{batched, f32_list, non_empty, parse, row, softmax, Answer, Pipeline, TextInput};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::ForwardOptions;
@@ -22,7 +22,7 @@ pub(super) fn run_next_sentence(p: &Pipeline, inputs: &[Value]) -> Vec<Result<An
         },
         |out, r, _, ()| {
             let logits = row(out, "logits", r)?;
-            Ok(json!({"is_next": softmax(logits)[0], "logits": logits}))
+            Ok(json!({"is_next": softmax(logits)[0], "logits": f32_list(logits)}))
         },
     )
 }
@@ -66,7 +66,7 @@ pub(super) fn run_multiple_choice(p: &Pipeline, value: &Value) -> Result<Answer>
     let scores = softmax(logits);
     let best = super::ranked(&scores)[0];
     Ok(Answer {
-        value: json!({"scores": scores, "best": best, "logits": logits}),
+        value: json!({"scores": scores, "best": best, "logits": f32_list(logits)}),
         warnings,
     })
 }

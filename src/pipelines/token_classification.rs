@@ -239,7 +239,7 @@ fn group_entities(p: &Pipeline, entities: &[Entity]) -> Result<Vec<(Entity, f64)
         if let Some(last) = current.last() {
             let (begins, t) = tag(&e.entity);
             let (_, last_t) = tag(&last.entity);
-            if !(t == last_t && !begins) {
+            if t != last_t || begins {
                 flush(&mut current)?;
             }
         }
