@@ -21,6 +21,7 @@ pub mod backend;
 pub mod batch;
 pub mod cache;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod fetch;
 pub mod graph;

@@ -1,12 +1,34 @@
-//! A dense row-major f32 tensor: the unit of weights and of named outputs.
+//! A dense row-major f32 tensor: the unit of weights and of named outputs. Its elements
+//! are owned, or borrowed from a memory-mapped packed weights file (no copy).
 
+use std::sync::Arc;
+
+use memmap2::Mmap;
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
+/// Where a tensor's elements live.
+#[derive(Debug, Clone)]
+enum Storage {
+    Owned(Vec<f32>),
+    /// `len` f32 values at byte `offset` of a mapped file (4-byte aligned, checked).
+    Mapped {
+        map: Arc<Mmap>,
+        offset: usize,
+        len: usize,
+    },
+}
+
 /// A row-major f32 tensor with its shape.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Tensor {
     shape: Vec<usize>,
-    data: Vec<f32>,
+    storage: Storage,
+}
+
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.data() == other.data()
+    }
 }
 
 impl Default for Tensor {
@@ -14,7 +36,7 @@ impl Default for Tensor {
     fn default() -> Self {
         Tensor {
             shape: vec![0],
-            data: Vec::new(),
+            storage: Storage::Owned(Vec::new()),
         }
     }
 }
@@ -22,7 +44,22 @@ impl Default for Tensor {
 impl Tensor {
     /// Wraps `data` as a tensor of `shape`; `None` if the element counts differ.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Option<Self> {
-        (shape.iter().product::<usize>() == data.len()).then_some(Tensor { shape, data })
+        (shape.iter().product::<usize>() == data.len()).then_some(Tensor {
+            shape,
+            storage: Storage::Owned(data),
+        })
+    }
+
+    /// A tensor viewing f32 values inside a mapped file; `None` unless the range is in
+    /// bounds, 4-byte aligned and matches the shape.
+    pub(crate) fn mapped(shape: Vec<usize>, map: Arc<Mmap>, offset: usize) -> Option<Self> {
+        let len: usize = shape.iter().product();
+        let end = offset.checked_add(len.checked_mul(4)?)?;
+        let aligned = (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f32>());
+        (end <= map.len() && aligned).then_some(Tensor {
+            shape,
+            storage: Storage::Mapped { map, offset, len },
+        })
     }
 
     /// The dimensions, outermost first.
@@ -32,22 +69,38 @@ impl Tensor {
 
     /// The elements in row-major order.
     pub fn data(&self) -> &[f32] {
-        &self.data
+        match &self.storage {
+            Storage::Owned(v) => v,
+            Storage::Mapped { map, offset, len } => {
+                let bytes = &map[*offset..*offset + *len * 4];
+                // SAFETY: `mapped` checked bounds and 4-byte alignment; every bit pattern
+                // is a valid f32; the map is read-only and lives as long as `self`.
+                unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), *len) }
+            }
+        }
     }
 
-    /// Consumes the tensor, returning its elements.
+    /// True when the elements are borrowed from a mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.storage, Storage::Mapped { .. })
+    }
+
+    /// Consumes the tensor, returning its elements (copied out of a mapped file).
     pub fn into_data(self) -> Vec<f32> {
-        self.data
+        match self.storage {
+            Storage::Owned(v) => v,
+            Storage::Mapped { .. } => self.data().to_vec(),
+        }
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.data().len()
     }
 
     /// True for a tensor with no elements.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len() == 0
     }
 }
 
@@ -56,7 +109,7 @@ impl Serialize for Tensor {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Nested {
             shape: &self.shape,
-            data: &self.data,
+            data: self.data(),
         }
         .serialize(serializer)
     }

@@ -19,6 +19,7 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{AddedToken, EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
 
 use crate::error::{Error, Result};
+use crate::weights::ModelSource;
 
 /// Which sequence of a pair gives up tokens when the pair is too long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -162,10 +163,31 @@ impl BertTokenizer {
     /// Loads the tokenizer of a checkpoint folder: tokenizer.json, else vocab.txt with
     /// tokenizer_config.json (and special_tokens_map.json).
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let config =
-            read_json::<TokenizerConfig>(&dir.join("tokenizer_config.json"))?.unwrap_or_default();
-        let map = read_json::<HashMap<String, TokenField>>(&dir.join("special_tokens_map.json"))?
+        let read = |name: &str| -> Result<Option<Vec<u8>>> {
+            let path = dir.join(name);
+            match path.is_file() {
+                true => std::fs::read(&path)
+                    .map(Some)
+                    .map_err(|e| Error::io(&path, e)),
+                false => Ok(None),
+            }
+        };
+        Self::from_files(&read, dir)
+    }
+
+    /// Loads the tokenizer of a model source (folder or packed file).
+    pub fn from_source(source: &ModelSource) -> Result<Self> {
+        Self::from_files(&|name| source.read_file(name), source.path())
+    }
+
+    /// Loads from named files supplied by `read`; `origin` names them in errors.
+    fn from_files(read: &dyn Fn(&str) -> Result<Option<Vec<u8>>>, origin: &Path) -> Result<Self> {
+        let dir = origin;
+        let config = read_json::<TokenizerConfig>(read, "tokenizer_config.json", origin)?
             .unwrap_or_default();
+        let map =
+            read_json::<HashMap<String, TokenField>>(read, "special_tokens_map.json", origin)?
+                .unwrap_or_default();
         let special = |field: Option<TokenField>, key: &str, default: &str| -> String {
             map.get(key)
                 .cloned()
@@ -179,15 +201,13 @@ impl BertTokenizer {
             special(config.unk_token.clone(), "unk_token", "[UNK]"),
             special(config.mask_token.clone(), "mask_token", "[MASK]"),
         ];
-        let json = dir.join("tokenizer.json");
-        let vocab = dir.join("vocab.txt");
-        let mut base = if json.is_file() {
-            Tokenizer::from_file(&json).map_err(|e| tk_err(&json, e))?
-        } else if vocab.is_file() {
-            from_vocab(&vocab, &config, &names)?
+        let mut base = if let Some(json) = read("tokenizer.json")? {
+            Tokenizer::from_bytes(&json).map_err(|e| tk_err(origin, e))?
+        } else if let Some(vocab) = read("vocab.txt")? {
+            from_vocab(&vocab, origin, &config, &names)?
         } else {
             return Err(Error::checkpoint(
-                dir,
+                origin,
                 "no tokenizer: expected tokenizer.json or vocab.txt (with tokenizer_config.json)",
             ));
         };
@@ -341,25 +361,38 @@ impl BertTokenizer {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    if !path.is_file() {
-        return Ok(None);
+fn read_json<T: for<'de> Deserialize<'de>>(
+    read: &dyn Fn(&str) -> Result<Option<Vec<u8>>>,
+    name: &str,
+    origin: &Path,
+) -> Result<Option<T>> {
+    match read(name)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::checkpoint(origin.join(name), format!("invalid JSON: {e}"))),
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::checkpoint(path, format!("invalid JSON: {e}")))
 }
 
 /// Builds what transformers' BertTokenizerFast builds from a vocab.txt.
-fn from_vocab(vocab: &Path, config: &TokenizerConfig, names: &[String; 5]) -> Result<Tokenizer> {
-    let path = vocab
-        .to_str()
-        .ok_or_else(|| tk_err(vocab, "path is not UTF-8"))?;
-    let model = WordPiece::from_file(path)
+fn from_vocab(
+    vocab: &[u8],
+    origin: &Path,
+    config: &TokenizerConfig,
+    names: &[String; 5],
+) -> Result<Tokenizer> {
+    let text = std::str::from_utf8(vocab).map_err(|_| tk_err(origin, "vocab.txt is not UTF-8"))?;
+    // One token per line, ids by line number, as WordPiece's own reader does.
+    let map: ahash::AHashMap<String, u32> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| (line.trim_end().to_string(), i as u32))
+        .collect();
+    let model = WordPiece::builder()
+        .vocab(map)
         .unk_token(names[3].clone())
         .build()
-        .map_err(|e| tk_err(vocab, e))?;
+        .map_err(|e| tk_err(origin, e))?;
     let mut tk = Tokenizer::new(model);
     tk.with_normalizer(Some(BertNormalizer::new(
         true,
@@ -370,7 +403,7 @@ fn from_vocab(vocab: &Path, config: &TokenizerConfig, names: &[String; 5]) -> Re
     tk.with_pre_tokenizer(Some(BertPreTokenizer));
     let id = |name: &str| {
         tk.token_to_id(name)
-            .ok_or_else(|| tk_err(vocab, format!("{name} is not in vocab.txt")))
+            .ok_or_else(|| tk_err(origin, format!("{name} is not in vocab.txt")))
     };
     let (cls, sep) = (id(&names[0])?, id(&names[1])?);
     tk.with_post_processor(Some(BertProcessing::new(

@@ -24,6 +24,11 @@ struct Cli {
 enum Command {
     /// Answer JSON lines (stdin or --input) with one JSON line each on stdout.
     Run(Box<RunArgs>),
+    /// Print a packed weights file's config, dtype, tensor table and sizes.
+    Inspect {
+        /// The packed file (made by tools/convert).
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -121,7 +126,43 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Inspect { file } => match inspect(&file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bertrt: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+fn inspect(path: &std::path::Path) -> Result<()> {
+    let file = bertrt::weights::PackedFile::open(path)?;
+    let h = file.header();
+    let config =
+        serde_json::to_string_pretty(&h.config).map_err(|e| Error::Input(e.to_string()))?;
+    println!("file:   {} ({} bytes)", path.display(), file.len());
+    println!("head:   {}", h.head);
+    println!("dtype:  {}", json!(h.dtype).as_str().unwrap_or("?"));
+    println!("config: {config}");
+    println!("tensors ({}):", h.tensors.len());
+    let mut params = 0usize;
+    for t in &h.tensors {
+        params += t.shape.iter().product::<usize>();
+        println!(
+            "  {:<64} {:>16} {:>12} B  @{}",
+            t.name,
+            format!("{:?}", t.shape),
+            t.nbytes,
+            t.offset
+        );
+    }
+    println!("files ({}):", h.files.len());
+    for f in &h.files {
+        println!("  {:<64} {:>12} B  @{}", f.name, f.nbytes, f.offset);
+    }
+    println!("parameters: {params}");
+    Ok(())
 }
 
 fn enum_option<T: serde::de::DeserializeOwned>(

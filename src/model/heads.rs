@@ -238,16 +238,11 @@ impl HeadModules {
                     ));
                 }
                 let qa = vb.pp("qa_outputs");
-                let w = qa.tensor("weight", &[2, h])?;
-                let b = qa.tensor("bias", &[2])?;
                 let row = |i: usize, name: &str| -> Result<Dense> {
-                    let slice = |t: &crate::tensor::Tensor, shape: Vec<usize>, len: usize| {
-                        crate::tensor::Tensor::new(shape, t.data()[i * len..(i + 1) * len].to_vec())
-                            .ok_or_else(|| Error::Unsupported("qa_outputs slice".into()))
-                    };
+                    let (w, b) = qa.row_of(name, i, 2, h)?;
                     Ok(Dense {
-                        w: qa.put(&format!("{name}.weight"), slice(&w, vec![1, h], h)?),
-                        b: Some(qa.put(&format!("{name}.bias"), slice(&b, vec![1], 1)?)),
+                        w,
+                        b: Some(b),
                         k: h,
                         n: 1,
                     })

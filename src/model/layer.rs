@@ -5,7 +5,6 @@ use super::modules::{Dense, LayerNorm};
 use crate::config::{Activation, BertConfig, PositionEmbeddingType};
 use crate::error::Result;
 use crate::graph::{BufId, Op, PlanBuilder, Relative};
-use crate::tensor::Tensor;
 use crate::weights::VarBuilder;
 
 /// `attention.self`: the fused Q|K|V projection and the optional relative-distance table.
@@ -19,21 +18,13 @@ pub struct BertSelfAttention {
 }
 
 impl BertSelfAttention {
-    /// Loads `query`, `key`, `value` and fuses them into one [3 * hidden, hidden] weight.
+    /// Loads `query`, `key`, `value` fused into one [3 * hidden, hidden] weight.
     pub fn load(vb: &VarBuilder, c: &BertConfig) -> Result<Self> {
         let h = c.hidden_size;
-        let mut w = Vec::with_capacity(3 * h * h);
-        let mut b = Vec::with_capacity(3 * h);
-        for part in ["query", "key", "value"] {
-            w.extend_from_slice(vb.pp(part).tensor("weight", &[h, h])?.data());
-            b.extend_from_slice(vb.pp(part).tensor("bias", &[h])?.data());
-        }
-        let fused = |shape: Vec<usize>, data: Vec<f32>| {
-            Tensor::new(shape, data).expect("fused sizes follow from the checked parts")
-        };
+        let (w, b) = vb.fused("qkv", &["query", "key", "value"], h, h)?;
         let qkv = Dense {
-            w: vb.put("qkv.weight", fused(vec![3 * h, h], w)),
-            b: Some(vb.put("qkv.bias", fused(vec![3 * h], b))),
+            w,
+            b: Some(b),
             k: h,
             n: 3 * h,
         };

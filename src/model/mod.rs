@@ -22,7 +22,7 @@ use crate::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::graph::{Plan, PlanBuilder, Shape};
 use crate::tensor::Tensor;
-use crate::weights::{Checkpoint, ParamStore, VarBuilder};
+use crate::weights::{ModelSource, ParamStore, VarBuilder, WeightSource};
 
 /// A loaded BERT model with one head, ready to serve concurrent callers
 /// (`Model` is `Send + Sync`; share it with `Arc`).
@@ -85,25 +85,25 @@ impl Model {
     /// assert_eq!(hidden.shape(), &[1, 4, 384]);
     /// # Ok::<(), bertrt::Error>(())
     /// ```
-    pub fn load(dir: &Path, head: Option<Head>, device: Device) -> Result<Model> {
-        if !dir.is_dir() {
-            return Err(Error::io(
-                dir,
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "model folder not found (expected config.json and model.safetensors)",
-                ),
-            ));
-        }
-        let config = BertConfig::from_file(&dir.join("config.json"))?;
-        let ckpt = Checkpoint::open_dir(dir)?;
-        Self::from_checkpoint(config, &ckpt, head, device)
+    pub fn load(path: &Path, head: Option<Head>, device: Device) -> Result<Model> {
+        Self::from_source(&ModelSource::open(path)?, head, device)
     }
 
-    /// Builds a model from a parsed config and an opened checkpoint.
-    pub fn from_checkpoint(
+    /// Builds a model from an opened folder or packed file. A packed file's default head
+    /// is the one it was packed for.
+    pub fn from_source(source: &ModelSource, head: Option<Head>, device: Device) -> Result<Model> {
+        let head = match (head, source.packed_head()) {
+            (Some(h), _) => Some(h),
+            (None, Some(packed)) => Some(packed.parse()?),
+            (None, None) => None,
+        };
+        Self::from_weights(source.config().clone(), source.weights(), head, device)
+    }
+
+    /// Builds a model from a parsed config and a weight source.
+    pub fn from_weights(
         config: BertConfig,
-        ckpt: &Checkpoint,
+        ckpt: &dyn WeightSource,
         head: Option<Head>,
         device: Device,
     ) -> Result<Model> {

@@ -1,13 +1,12 @@
 //! embed: sentence embeddings with sentence-transformers pooling and normalisation, or the
 //! raw token states.
 
-use std::path::Path;
-
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{batched, f32_list, row, Answer, Pipeline, TextInput};
 use crate::error::{Error, Result};
+use crate::weights::ModelSource;
 
 /// How token states become one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -53,42 +52,42 @@ struct Module {
     kind: String,
 }
 
-fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    if !path.is_file() {
-        return Ok(None);
+fn read<T: for<'de> Deserialize<'de>>(source: &ModelSource, name: &str) -> Result<Option<T>> {
+    match source.read_file(name)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::checkpoint(source.path().join(name), format!("invalid JSON: {e}"))),
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::checkpoint(path, format!("invalid JSON: {e}")))
 }
 
 impl EmbedConfig {
     /// Reads modules.json, the Pooling module's config and sentence_bert_config.json.
-    pub(super) fn from_dir(dir: &Path) -> Result<Self> {
-        let modules: Vec<Module> = read(&dir.join("modules.json"))?.unwrap_or_default();
+    pub(super) fn from_source(source: &ModelSource) -> Result<Self> {
+        let modules: Vec<Module> = read(source, "modules.json")?.unwrap_or_default();
         let pooling_dir = modules
             .iter()
             .find(|m| m.kind.ends_with(".Pooling"))
             .map_or("1_Pooling", |m| m.path.as_str());
-        let pooling = read::<PoolingFile>(&dir.join(pooling_dir).join("config.json"))?.map(|f| {
-            if f.pooling_mode_cls_token {
-                Pooling::Cls
-            } else if f.pooling_mode_max_tokens {
-                Pooling::Max
-            } else if f.pooling_mode_mean_sqrt_len_tokens {
-                Pooling::MeanSqrtLen
-            } else if f.pooling_mode_mean_tokens {
-                Pooling::Mean
-            } else {
-                Pooling::Cls
-            }
-        });
+        let pooling =
+            read::<PoolingFile>(source, &format!("{pooling_dir}/config.json"))?.map(|f| {
+                if f.pooling_mode_cls_token {
+                    Pooling::Cls
+                } else if f.pooling_mode_max_tokens {
+                    Pooling::Max
+                } else if f.pooling_mode_mean_sqrt_len_tokens {
+                    Pooling::MeanSqrtLen
+                } else if f.pooling_mode_mean_tokens {
+                    Pooling::Mean
+                } else {
+                    Pooling::Cls
+                }
+            });
         #[derive(Deserialize)]
         struct StConfig {
             max_seq_length: Option<usize>,
         }
-        let st: Option<StConfig> = read(&dir.join("sentence_bert_config.json"))?;
+        let st: Option<StConfig> = read(source, "sentence_bert_config.json")?;
         Ok(EmbedConfig {
             pooling,
             normalize: modules.iter().any(|m| m.kind.ends_with(".Normalize")),

@@ -24,6 +24,7 @@ use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Head, Model, Outputs};
 use crate::tokenizer::{BertTokenizer, EncodeOptions, Encoding};
+use crate::weights::ModelSource;
 
 pub use embed::Pooling;
 
@@ -237,11 +238,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Loads a checkpoint folder for `task` with `options` as defaults for every input.
+    /// Loads a checkpoint folder or packed file for `task` with `options` as defaults for every input.
     pub fn load(dir: &Path, task: Task, device: Device, options: Options) -> Result<Pipeline> {
-        let model = Model::load(dir, Some(task.head()), device)?;
-        let tokenizer = BertTokenizer::from_dir(dir)?;
-        let embed = embed::EmbedConfig::from_dir(dir)?;
+        let source = ModelSource::open(dir)?;
+        let model = Model::from_source(&source, Some(task.head()), device)?;
+        let tokenizer = BertTokenizer::from_source(&source)?;
+        let embed = embed::EmbedConfig::from_source(&source)?;
         let model_max = model.config().max_position_embeddings;
         let mut max_length = tokenizer
             .model_max_length()

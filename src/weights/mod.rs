@@ -8,8 +8,12 @@
 //! are simply never asked for.
 
 mod checkpoint;
+pub mod packed;
+mod source;
 
 pub use checkpoint::Checkpoint;
+pub use packed::PackedFile;
+pub use source::ModelSource;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -38,6 +42,11 @@ impl ParamStore {
         &self.tensors[id.0]
     }
 
+    /// Every (name, tensor), in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.names.iter().map(String::as_str).zip(&self.tensors)
+    }
+
     /// The name a tensor was stored under.
     pub fn name(&self, id: WeightId) -> &str {
         &self.names[id.0]
@@ -59,16 +68,47 @@ impl ParamStore {
     }
 }
 
-/// Loads named tensors from a checkpoint into a [`ParamStore`], under a module prefix.
+/// Where named tensors come from: a Hugging Face checkpoint or a packed file.
+pub trait WeightSource {
+    /// True if a tensor of this exact name is stored.
+    fn contains(&self, name: &str) -> bool;
+    /// The tensor as f32, if stored.
+    fn read(&self, name: &str) -> Result<Option<Tensor>>;
+}
+
+impl WeightSource for Checkpoint {
+    fn contains(&self, name: &str) -> bool {
+        Checkpoint::contains(self, name)
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Tensor>> {
+        Ok(self
+            .read_f32(name)?
+            .and_then(|(shape, data)| Tensor::new(shape, data)))
+    }
+}
+
+impl WeightSource for PackedFile {
+    fn contains(&self, name: &str) -> bool {
+        PackedFile::contains(self, name)
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Tensor>> {
+        self.tensor(name)
+    }
+}
+
+/// Loads named tensors from a [`WeightSource`] into a [`ParamStore`], under a module
+/// prefix.
 pub struct VarBuilder<'a> {
-    ckpt: &'a Checkpoint,
+    ckpt: &'a dyn WeightSource,
     store: &'a std::cell::RefCell<ParamStore>,
     prefix: String,
 }
 
 impl<'a> VarBuilder<'a> {
     /// A builder at the root of `ckpt`, storing into `store`.
-    pub fn new(ckpt: &'a Checkpoint, store: &'a std::cell::RefCell<ParamStore>) -> Self {
+    pub fn new(ckpt: &'a dyn WeightSource, store: &'a std::cell::RefCell<ParamStore>) -> Self {
         VarBuilder {
             ckpt,
             store,
@@ -128,19 +168,15 @@ impl<'a> VarBuilder<'a> {
         let full = self.full(name);
         let candidates = Self::candidates(&full);
         for candidate in &candidates {
-            if let Some((found, data)) = self.ckpt.read_f32(candidate)? {
-                if found != shape {
+            if let Some(tensor) = self.ckpt.read(candidate)? {
+                if tensor.shape() != shape {
                     return Err(Error::TensorShape {
                         name: candidate.clone(),
                         expected: shape.to_vec(),
-                        found,
+                        found: tensor.shape().to_vec(),
                     });
                 }
-                return Tensor::new(found, data).ok_or_else(|| Error::TensorShape {
-                    name: candidate.clone(),
-                    expected: shape.to_vec(),
-                    found: shape.to_vec(),
-                });
+                return Ok(tensor);
             }
         }
         Err(Error::MissingTensor {
@@ -153,6 +189,60 @@ impl<'a> VarBuilder<'a> {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<WeightId> {
         let tensor = self.tensor(name, shape)?;
         Ok(self.store.borrow_mut().push(self.full(name), tensor))
+    }
+
+    /// `name.weight` / `name.bias` when stored as such (packed files), else the row-wise
+    /// concatenation of `parts` (each [rows, cols] weight and [rows] bias): the fused QKV
+    /// projection. Returns (weight, bias).
+    pub fn fused(
+        &self,
+        name: &str,
+        parts: &[&str],
+        rows: usize,
+        cols: usize,
+    ) -> Result<(WeightId, WeightId)> {
+        let fused = self.pp(name);
+        let n = rows * parts.len();
+        if fused.contains("weight") {
+            return Ok((fused.get("weight", &[n, cols])?, fused.get("bias", &[n])?));
+        }
+        let mut w = Vec::with_capacity(n * cols);
+        let mut b = Vec::with_capacity(n);
+        for part in parts {
+            w.extend_from_slice(self.pp(part).tensor("weight", &[rows, cols])?.data());
+            b.extend_from_slice(self.pp(part).tensor("bias", &[rows])?.data());
+        }
+        let (w, b) = (Tensor::new(vec![n, cols], w), Tensor::new(vec![n], b));
+        match (w, b) {
+            (Some(w), Some(b)) => Ok((fused.put("weight", w), fused.put("bias", b))),
+            _ => Err(Error::Unsupported(format!("cannot fuse {name}"))),
+        }
+    }
+
+    /// Row `row` of this module's [rows, cols] `weight` and [rows] `bias` as a module
+    /// called `name` (one output of a head), read directly when packed that way.
+    pub fn row_of(
+        &self,
+        name: &str,
+        row: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<(WeightId, WeightId)> {
+        let split = self.pp(name);
+        if split.contains("weight") {
+            return Ok((split.get("weight", &[1, cols])?, split.get("bias", &[1])?));
+        }
+        let w = self.tensor("weight", &[rows, cols])?;
+        let b = self.tensor("bias", &[rows])?;
+        let w = Tensor::new(
+            vec![1, cols],
+            w.data()[row * cols..(row + 1) * cols].to_vec(),
+        );
+        let b = Tensor::new(vec![1], vec![b.data()[row]]);
+        match (w, b) {
+            (Some(w), Some(b)) => Ok((split.put("weight", w), split.put("bias", b))),
+            _ => Err(Error::Unsupported(format!("cannot split {name}"))),
+        }
     }
 
     /// Stores a tensor built by the caller (fused or sliced weights) under this prefix.
