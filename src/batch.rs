@@ -77,12 +77,6 @@ impl Batch {
         Ok(batch)
     }
 
-    /// Flattens [batch][choices][seq] values (mask or token types) of a multiple-choice
-    /// batch to rows.
-    pub fn flatten_choices(&self, values: Vec<Vec<Vec<i64>>>) -> Vec<Vec<i64>> {
-        values.into_iter().flatten().collect()
-    }
-
     /// Sets the attention mask (1 = attend, 0 = padding), one row per sequence.
     pub fn with_attention_mask(mut self, mask: Vec<Vec<i64>>) -> Result<Self> {
         self.check_rows("attention_mask", mask.len())?;

@@ -327,3 +327,55 @@ fn a_model_folder_without_tokenizer_is_a_clear_error() {
     assert_eq!(code, 2);
     assert!(stderr.contains("tokenizer.json or vocab.txt"), "{stderr}");
 }
+
+#[test]
+fn bench_and_inspect() {
+    let tiny = fixtures_dir().join("bert_base_tiny");
+    let (code, lines, stderr) = run(
+        &[
+            "bench",
+            "--model",
+            tiny.to_str().unwrap(),
+            "--shapes",
+            "1x4,2x3",
+            "--iters",
+            "2",
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        (lines[1]["batch"].as_u64(), lines[1]["len"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert!(lines[0]["median_ms"].as_f64().unwrap() > 0.0);
+    let (code, _, stderr) = run(
+        &["bench", "--model", tiny.to_str().unwrap(), "--shapes", "4"],
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("BATCHxLEN"), "{stderr}");
+
+    let dir = std::env::temp_dir().join(format!("bertrt-inspect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tiny.bertrt");
+    let opts = bertrt::convert::ConvertOptions {
+        dtype: bertrt::weights::packed::PackedDtype::F16,
+        head: None,
+        force: false,
+    };
+    bertrt::convert::convert(&tiny, &file, opts, &mut |_, _| {}).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bertrt"))
+        .args(["inspect", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("dtype:  f16") && text.contains("qkv.weight") && text.contains("parameters:"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,11 +24,33 @@ struct Cli {
 enum Command {
     /// Answer JSON lines (stdin or --input) with one JSON line each on stdout.
     Run(Box<RunArgs>),
+    /// Time BertModel forwards over batch x length points; prints a table (or JSON).
+    Bench(BenchArgs),
     /// Print a packed weights file's config, dtype, tensor table and sizes.
     Inspect {
         /// The packed file (made by tools/convert).
         file: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Checkpoint folder or packed file; or a named shape: bert-base, minilm (random
+    /// weights). Default: the default model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Points as BATCHxLEN, comma-separated.
+    #[arg(long, default_value = "1x128,8x128")]
+    shapes: String,
+    /// Timed runs per point (after one warm-up run).
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print one JSON object per point instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -126,6 +148,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Bench(args) => match bench(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bertrt: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Inspect { file } => match inspect(&file) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -134,6 +163,84 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let device: Device = args.device.parse()?;
+    let named = match args.model.as_deref() {
+        Some("bert-base") => Some(bertrt::synthetic::bert_base_config()),
+        Some("minilm") => Some(bertrt::synthetic::minilm_config()),
+        _ => None,
+    };
+    let dir = match (&named, &args.model) {
+        (Some(config), Some(name)) => {
+            let dir = fetch::cache_dir()?.join("synthetic").join(name);
+            if !dir.join("config.json").is_file() {
+                bertrt::synthetic::write_checkpoint(&dir, config, 7)?;
+            }
+            dir
+        }
+        _ => fetch::resolve_model(args.model.as_deref())?,
+    };
+    let points = args
+        .shapes
+        .split(',')
+        .map(|point| {
+            point
+                .split_once('x')
+                .and_then(|(b, l)| {
+                    Some((
+                        b.trim().parse::<usize>().ok()?,
+                        l.trim().parse::<usize>().ok()?,
+                    ))
+                })
+                .filter(|&(b, l)| b > 0 && l > 0)
+                .ok_or_else(|| Error::Input(format!("--shapes: {point:?} is not BATCHxLEN")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let model = Model::load(&dir, Some(Head::Bert), device)?;
+    if !args.json {
+        println!(
+            "{:>10} {:>12} {:>12} {:>14}",
+            "shape", "median ms", "p90 ms", "tokens/s"
+        );
+    }
+    for (b, l) in points {
+        let ids = (0..b)
+            .map(|r| {
+                (0..l)
+                    .map(|i| {
+                        (1000 + (r * 7919 + i * 104_729) % 20_000) as i64
+                            % model.config().vocab_size as i64
+                    })
+                    .collect()
+            })
+            .collect();
+        let batch = bertrt::Batch::new(ids)?;
+        model.forward(&batch, ForwardOptions::default())?;
+        let mut times = Vec::with_capacity(args.iters.max(1));
+        for _ in 0..args.iters.max(1) {
+            let start = std::time::Instant::now();
+            model.forward(&batch, ForwardOptions::default())?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let p90 = times[(times.len() * 9 / 10).min(times.len() - 1)];
+        let tps = (b * l) as f64 / (median / 1e3);
+        if args.json {
+            println!(
+                "{}",
+                json!({"batch": b, "len": l, "median_ms": median, "p90_ms": p90, "tokens_per_s": tps, "device": device.to_string()})
+            );
+        } else {
+            println!(
+                "{:>10} {median:>12.3} {p90:>12.3} {tps:>14.0}",
+                format!("{b}x{l}")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn inspect(path: &std::path::Path) -> Result<()> {

@@ -252,13 +252,12 @@ fn group_entities(p: &Pipeline, entities: &[Entity]) -> Result<Vec<(Entity, f64)
 /// Where entities from overlapping windows overlap, the longer span wins, then the
 /// higher score.
 fn resolve_overlaps(mut spans: Vec<(usize, usize, f64, Value)>) -> Vec<(usize, usize, f64, Value)> {
-    if spans.is_empty() {
-        return spans;
-    }
     spans.sort_by_key(|s| s.0);
-    let mut out = Vec::new();
     let mut iter = spans.into_iter();
-    let mut prev = iter.next().expect("non-empty");
+    let Some(mut prev) = iter.next() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
     for s in iter {
         if prev.0 <= s.0 && s.0 < prev.1 {
             let (len, prev_len) = (s.1 - s.0, prev.1 - prev.0);

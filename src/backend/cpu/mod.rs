@@ -11,7 +11,7 @@ pub mod matmul;
 use super::{Backend, Device};
 use crate::batch::Batch;
 use crate::cache::KvCache;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{BufId, Op, Plan};
 use crate::tensor::Tensor;
 use crate::weights::ParamStore;
@@ -81,14 +81,15 @@ impl Backend for CpuBackend {
         if let Some(c) = cache {
             c.advance(batch.attention_mask(), batch.seq());
         }
-        Ok(plan
-            .outputs
+        plan.outputs
             .iter()
             .map(|o| {
                 let data = arena.bufs[o.buf.0].clone();
-                Tensor::new(o.shape.clone(), data).expect("planned output sizes match")
+                Tensor::new(o.shape.clone(), data).ok_or_else(|| {
+                    Error::Unsupported(format!("plan bug: output {} has the wrong size", o.name))
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
