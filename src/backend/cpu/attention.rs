@@ -217,7 +217,11 @@ fn softmax_row(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
     }
     let mut sum = 0.0f64;
     for (j, v) in row.iter_mut().enumerate() {
-        *v = if allowed(j) { (*v - max).exp() } else { 0.0 };
+        *v = if allowed(j) {
+            super::fastmath::exp(*v - max)
+        } else {
+            0.0
+        };
         sum += *v as f64;
     }
     let inv = (1.0 / sum) as f32;

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod attention;
 pub mod embeddings;
+pub mod fastmath;
 pub mod layernorm;
 pub mod linear;
 pub mod matmul;
