@@ -40,7 +40,7 @@ pub fn erf(x: f32) -> f32 {
     // 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1)), n <= 8; the next term is < 3e-9
     // for |x| < 0.8.
     let x2 = x * x;
-    let near = 1.128_379_2
+    let near = std::f32::consts::FRAC_2_SQRT_PI
         * x
         * (1.0
             + x2 * (-1.0 / 3.0
