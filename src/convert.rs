@@ -6,19 +6,7 @@ use crate::backend::Device;
 use crate::error::{Error, Result};
 use crate::model::{Head, Model};
 use crate::weights::packed::{self, PackInput, PackedDtype};
-use crate::weights::ModelSource;
-
-/// Side files carried into the packed file when the checkpoint has them.
-pub const SIDE_FILES: [&str; 8] = [
-    "tokenizer.json",
-    "vocab.txt",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "modules.json",
-    "sentence_bert_config.json",
-    "config_sentence_transformers.json",
-    "1_Pooling/config.json",
-];
+use crate::weights::{ModelSource, SIDE_FILES};
 
 /// How to pack.
 #[derive(Debug, Clone, Copy)]

@@ -197,18 +197,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Files of a Hub checkpoint that are fetched when present (config.json and the weights
-/// are required).
-const HUB_OPTIONAL: [&str; 7] = [
-    "tokenizer.json",
-    "vocab.txt",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "modules.json",
-    "sentence_bert_config.json",
-    "1_Pooling/config.json",
-];
-
 /// True for strings shaped like a Hub model id (`name` or `org/name`).
 fn looks_like_hub_id(spec: &str) -> bool {
     let parts: Vec<&str> = spec.split('/').collect();
@@ -265,7 +253,7 @@ fn hub_model(id: &str) -> std::result::Result<PathBuf, String> {
             repo.get(shard).map_err(|e| e.to_string())?;
         }
     }
-    for name in HUB_OPTIONAL {
+    for name in crate::weights::SIDE_FILES {
         let _ = repo.get(name);
     }
     config

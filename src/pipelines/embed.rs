@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{batched, f32_list, row, Answer, Pipeline, TextInput};
+use super::{batched, f32_list, row, Answer, Pipeline};
 use crate::error::{Error, Result};
 use crate::weights::ModelSource;
 
@@ -141,13 +141,7 @@ pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
     batched(
         p,
         inputs,
-        |v, warnings| {
-            let input = TextInput::parse(v)?;
-            Ok((
-                p.encode_one(&input.text, input.text_pair.as_deref(), warnings)?,
-                (),
-            ))
-        },
+        |v, warnings| Ok((p.encode_text(v, warnings)?, ())),
         |out, r, enc, ()| {
             // Padding is at the end: the first enc.len() rows are this input's tokens.
             let states = &row(out, "last_hidden_state", r)?[..enc.len() * hidden];

@@ -325,6 +325,12 @@ impl Pipeline {
         Ok(enc)
     }
 
+    /// Parses a `{"text", "text_pair"?}` input and encodes it (see `encode_one`).
+    fn encode_text(&self, value: &Value, warnings: &mut Vec<String>) -> Result<Encoding> {
+        let input = TextInput::parse(value)?;
+        self.encode_one(&input.text, input.text_pair.as_deref(), warnings)
+    }
+
     /// Runs the model on encodings padded to one length.
     fn forward(&self, encodings: &[&Encoding]) -> Result<Outputs> {
         self.model.forward(

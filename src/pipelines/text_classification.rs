@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{batched, ranked, row, softmax, Answer, Pipeline, ScoreFunction, TextInput, TopK};
+use super::{batched, ranked, row, softmax, Answer, Pipeline, ScoreFunction, TopK};
 use crate::config::ProblemType;
 use crate::error::Result;
 
@@ -27,13 +27,7 @@ pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
     batched(
         p,
         inputs,
-        |v, warnings| {
-            let input = TextInput::parse(v)?;
-            Ok((
-                p.encode_one(&input.text, input.text_pair.as_deref(), warnings)?,
-                (),
-            ))
-        },
+        |v, warnings| Ok((p.encode_text(v, warnings)?, ())),
         |out, r, _, ()| {
             let logits = row(out, "logits", r)?;
             let scores: Vec<f64> = match function {

@@ -13,7 +13,7 @@ mod source;
 
 pub use checkpoint::Checkpoint;
 pub use packed::PackedFile;
-pub use source::ModelSource;
+pub use source::{ModelSource, SIDE_FILES};
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;

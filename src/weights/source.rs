@@ -7,6 +7,19 @@ use super::{Checkpoint, PackedFile, WeightSource};
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
 
+/// Files beside the weights that bertrt reads when present: tokenizer and
+/// sentence-transformers pooling settings.
+pub const SIDE_FILES: [&str; 8] = [
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "1_Pooling/config.json",
+];
+
 /// A checkpoint folder or a packed file.
 pub enum ModelSource {
     /// config.json + safetensors (+ tokenizer files) in a folder.
