@@ -1,0 +1,320 @@
+//! attention_*: the fused kernel against the CPU attention op (outputs and probabilities,
+//! padding from ragged lengths, causal masks, relative_key / relative_key_query), through
+//! the WMMA entry points and the general one, in both head layouts; and against the
+//! unfused composition (Q Kᵀ, scale, mask, softmax, P V) computed step by step in f64.
+
+use bertrt::backend::cpu::attention::{
+    attention as cpu_attention, AttnShape, KvSource, RelativeTable,
+};
+use bertrt::config::PositionEmbeddingType;
+use half::f16;
+use kernel_harness::{attention, quantize, AttnPath, Elem, Heads, Ragged, Relative, Rng};
+
+use super::util::{check, expect_launch};
+
+struct Case {
+    heads: usize,
+    head_dim: usize,
+    lens: &'static [usize],
+    causal: bool,
+    rel: Option<PositionEmbeddingType>,
+    probs: bool,
+}
+
+const fn case(heads: usize, head_dim: usize, lens: &'static [usize]) -> Case {
+    Case {
+        heads,
+        head_dim,
+        lens,
+        causal: false,
+        rel: None,
+        probs: false,
+    }
+}
+
+const KEY: Option<PositionEmbeddingType> = Some(PositionEmbeddingType::RelativeKey);
+const KEY_QUERY: Option<PositionEmbeddingType> = Some(PositionEmbeddingType::RelativeKeyQuery);
+
+const CASES: &[Case] = &[
+    case(1, 32, &[1]),
+    Case {
+        probs: true,
+        ..case(3, 64, &[7, 3])
+    },
+    case(12, 32, &[130, 17]),
+    Case {
+        probs: true,
+        ..case(1, 32, &[512])
+    },
+    case(2, 64, &[130]),
+    Case {
+        causal: true,
+        probs: true,
+        ..case(3, 32, &[7, 20])
+    },
+    Case {
+        rel: KEY,
+        probs: true,
+        ..case(3, 32, &[20, 7])
+    },
+    Case {
+        rel: KEY_QUERY,
+        ..case(2, 64, &[9, 33])
+    },
+    Case {
+        rel: KEY_QUERY,
+        causal: true,
+        ..case(1, 16, &[18, 5])
+    },
+    Case {
+        probs: true,
+        ..case(3, 16, &[7, 1, 16])
+    },
+    Case {
+        probs: true,
+        ..case(3, 12, &[7, 4])
+    },
+];
+
+/// Inputs of one case: packed [tokens, 3 * hidden] projections (exact in E) and the table.
+struct Inputs {
+    r: Ragged,
+    qkv: Vec<f32>,
+    table: Vec<f32>,
+    max_positions: usize,
+}
+
+fn inputs<E: Elem>(rng: &mut Rng, c: &Case) -> Inputs {
+    let r = Ragged::new(c.lens);
+    let hidden = c.heads * c.head_dim;
+    let max_positions = r.max_len() + 3;
+    Inputs {
+        qkv: quantize::<E>(&rng.vec(r.total() * 3 * hidden, -1.0, 1.0)).1,
+        table: quantize::<E>(&rng.vec((2 * max_positions - 1) * c.head_dim, -0.5, 0.5)).1,
+        max_positions,
+        r,
+    }
+}
+
+/// Q, K, V of the packed projections in layout `g` (padding rows zero).
+fn split(qkv: &[f32], r: &Ragged, g: Heads) -> [Vec<f32>; 3] {
+    let hidden = g.heads * g.head_dim;
+    let mut out = [
+        vec![0.0; g.len(r)],
+        vec![0.0; g.len(r)],
+        vec![0.0; g.len(r)],
+    ];
+    for (b, &len) in r.lens.iter().enumerate() {
+        for i in 0..len {
+            for c in 0..3 * hidden {
+                let (which, h, d) = (c / hidden, (c % hidden) / g.head_dim, c % g.head_dim);
+                out[which][g.row(r, b, h, i) + d] = qkv[(r.start(b) + i) * 3 * hidden + c];
+            }
+        }
+    }
+    out
+}
+
+/// Runs the kernel; returns the entry point, packed context and (when asked) probabilities.
+fn run<E: Elem>(
+    c: &Case,
+    inp: &Inputs,
+    packed: bool,
+    path: AttnPath,
+) -> (String, Vec<E>, Option<Vec<E>>) {
+    let r = &inp.r;
+    let g = Heads {
+        heads: c.heads,
+        head_dim: c.head_dim,
+        packed,
+    };
+    let [q, k, v] = split(&inp.qkv, r, g).map(|t| quantize::<E>(&t).0);
+    let table = quantize::<E>(&inp.table).0;
+    let rel = c.rel.map(|kind| Relative {
+        kind,
+        table: &table,
+        max_positions: inp.max_positions,
+    });
+    let junk = E::from_f32(9.0);
+    let mut out = vec![junk; r.total() * c.heads * c.head_dim];
+    let l = r.max_len();
+    let mut probs = c.probs.then(|| vec![junk; r.batch() * c.heads * l * l]);
+    let mut entry = String::new();
+    let expected = match (E::SUFFIX, c.head_dim, path) {
+        ("f16", 32, AttnPath::Auto) => "attention_f16_hd32".to_string(),
+        ("f16", 64, AttnPath::Auto) => "attention_f16_hd64".to_string(),
+        _ => format!("attention_{}", E::SUFFIX),
+    };
+    expect_launch(&expected, || {
+        entry = attention(
+            &q,
+            &k,
+            &v,
+            r,
+            g,
+            c.causal,
+            rel,
+            path,
+            &mut out,
+            probs.as_deref_mut(),
+        );
+    });
+    (entry, out, probs)
+}
+
+/// The CPU op on the padded batch; context back in packed rows, probabilities of padding
+/// query rows zeroed (the kernel writes zeros there).
+fn cpu_reference(c: &Case, inp: &Inputs) -> (Vec<f32>, Vec<f32>) {
+    let r = &inp.r;
+    let (hidden, l) = (c.heads * c.head_dim, r.max_len());
+    let mut padded = vec![0.25f32; r.batch() * l * 3 * hidden];
+    let mut mask = vec![0u8; r.batch() * l];
+    for (b, &len) in r.lens.iter().enumerate() {
+        for i in 0..len {
+            let src = &inp.qkv[(r.start(b) + i) * 3 * hidden..][..3 * hidden];
+            padded[(b * l + i) * 3 * hidden..][..3 * hidden].copy_from_slice(src);
+            mask[b * l + i] = 1;
+        }
+    }
+    let shape = AttnShape {
+        batch: r.batch(),
+        seq: l,
+        past: 0,
+        heads: c.heads,
+        head_dim: c.head_dim,
+        causal: c.causal,
+    };
+    let rel = c.rel.map(|kind| RelativeTable {
+        kind,
+        table: &inp.table,
+        max_positions: inp.max_positions,
+    });
+    let mut out = vec![0.0; r.batch() * l * hidden];
+    let mut probs = vec![0.0; r.batch() * c.heads * l * l];
+    cpu_attention(
+        shape,
+        &padded,
+        KvSource::Fused(&padded),
+        &mask,
+        rel,
+        &mut out,
+        Some(&mut probs),
+    );
+    let mut packed = Vec::with_capacity(r.total() * hidden);
+    for (b, &len) in r.lens.iter().enumerate() {
+        packed.extend_from_slice(&out[b * l * hidden..(b * l + len) * hidden]);
+        for h in 0..c.heads {
+            let rows =
+                &mut probs[((b * c.heads + h) * l + len) * l..((b * c.heads + h) * l + l) * l];
+            rows.fill(0.0);
+        }
+    }
+    (packed, probs)
+}
+
+fn matches_cpu<E: Elem>(path: AttnPath) {
+    let mut rng = Rng::new(51);
+    for c in CASES {
+        let inp = inputs::<E>(&mut rng, c);
+        let (want_out, want_probs) = cpu_reference(c, &inp);
+        for packed in [false, true] {
+            let (entry, out, probs) = run::<E>(c, &inp, packed, path);
+            let what = format!(
+                "{entry} heads {} hd {} lens {:?} causal {} rel {:?} packed {packed}",
+                c.heads, c.head_dim, c.lens, c.causal, c.rel
+            );
+            check(&format!("context: {what}"), &out, &want_out);
+            if let Some(p) = probs {
+                check(&format!("probs: {what}"), &p, &want_probs);
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_matches_cpu_f32() {
+    matches_cpu::<f32>(AttnPath::Auto);
+}
+
+#[test]
+fn attention_matches_cpu_f16_wmma() {
+    matches_cpu::<f16>(AttnPath::Auto);
+}
+
+#[test]
+fn attention_matches_cpu_f16_general() {
+    matches_cpu::<f16>(AttnPath::General);
+}
+
+/// The unfused composition in f64: scores = Q Kᵀ (+ relative terms), scaled, masked,
+/// softmaxed row by row, times V.
+fn composed(c: &Case, inp: &Inputs) -> Vec<f32> {
+    let r = &inp.r;
+    let (d, hidden) = (c.head_dim, c.heads * c.head_dim);
+    let at =
+        |t: usize, which: usize, h: usize| &inp.qkv[t * 3 * hidden + which * hidden + h * d..][..d];
+    let dot = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| x as f64 * y as f64)
+            .sum::<f64>()
+    };
+    let mut out = vec![0.0f32; r.total() * hidden];
+    for (b, &len) in r.lens.iter().enumerate() {
+        let t0 = r.start(b);
+        for h in 0..c.heads {
+            for i in 0..len {
+                let q = at(t0 + i, 0, h);
+                let visible = if c.causal { i + 1 } else { len };
+                let mut scores: Vec<f64> = (0..visible)
+                    .map(|j| {
+                        let k = at(t0 + j, 1, h);
+                        let mut s = dot(q, k);
+                        if let Some(kind) = c.rel {
+                            let e = &inp.table[(i + inp.max_positions - 1 - j) * d..][..d];
+                            s += dot(q, e);
+                            if kind == PositionEmbeddingType::RelativeKeyQuery {
+                                s += dot(k, e);
+                            }
+                        }
+                        s / (d as f64).sqrt()
+                    })
+                    .collect();
+                let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                scores.iter_mut().for_each(|s| *s = (*s - mx).exp());
+                let sum: f64 = scores.iter().sum();
+                for dd in 0..d {
+                    let ctx: f64 = (0..visible)
+                        .map(|j| scores[j] / sum * at(t0 + j, 2, h)[dd] as f64)
+                        .sum();
+                    out[(t0 + i) * hidden + h * d + dd] = ctx as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn matches_composition<E: Elem>() {
+    let mut rng = Rng::new(52);
+    for c in [&CASES[1], &CASES[5], &CASES[7], &CASES[10]] {
+        let inp = inputs::<E>(&mut rng, c);
+        let want = composed(c, &inp);
+        let (entry, out, _) = run::<E>(c, &inp, true, AttnPath::Auto);
+        check(
+            &format!("{entry} vs composition, lens {:?}", c.lens),
+            &out,
+            &want,
+        );
+    }
+}
+
+#[test]
+fn attention_matches_composition_f32() {
+    matches_composition::<f32>();
+}
+
+#[test]
+fn attention_matches_composition_f16() {
+    matches_composition::<f16>();
+}
