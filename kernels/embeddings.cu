@@ -1,8 +1,9 @@
 // Embeddings: out[t] = LayerNorm(word[ids[t]] + token_type[type_ids[t]] + position[positions[t]])
 // for every token t of the packed batch, gather, sum and normalisation in one kernel.
 //
-// Launch: grid = tokens, block = 128 threads (any multiple of 32), dynamic shared memory
-// = hidden * 4 bytes (the summed row in f32).
+// Launch: grid = tokens, block = any multiple of 32 threads (the launcher gives one
+// 16-byte pack of the row to each thread: 32 to 256), dynamic shared memory = hidden * 4
+// bytes (the summed row in f32).
 
 #include "norm.cuh"
 

@@ -4,8 +4,8 @@
 // bias + residual (act = none); the MLM transform uses bias + activation (no residual).
 // `out` may be `x` or `residual` (the row is read in full before it is written).
 //
-// Launch: grid = rows, block = 128 threads (any multiple of 32), dynamic shared memory =
-// width * 4 bytes.
+// Launch: grid = rows, block = any multiple of 32 threads (the launcher gives one 16-byte
+// pack of the row to each thread: 32 to 256), dynamic shared memory = width * 4 bytes.
 
 #include "norm.cuh"
 

@@ -71,14 +71,14 @@ int bertrt_host_launch(const char* name, const unsigned* grid, const unsigned* b
     if (threads == 0 || threads > 1024 || g.x == 0 || g.y == 0 || g.z == 0) return -3;
 
     const unsigned warps = (threads + kWarpSize - 1) / kWarpSize;
-    std::barrier<> block_barrier(threads);
-    std::barrier<> edge_barrier(threads);  // block starts and ends, apart from __syncthreads
-    std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
+    Barrier block_barrier(threads);
+    Barrier edge_barrier(threads);  // block starts and ends, apart from __syncthreads
+    std::vector<std::unique_ptr<Barrier>> warp_barriers;
     for (unsigned w = 0; w < warps; ++w) {
         unsigned size = std::min<unsigned>(kWarpSize, threads - w * kWarpSize);
-        warp_barriers.emplace_back(std::make_unique<std::barrier<>>(size));
+        warp_barriers.emplace_back(std::make_unique<Barrier>(size));
     }
-    std::vector<unsigned char> slots(static_cast<std::size_t>(warps) * kWarpSize * 8);
+    std::vector<unsigned char> slots(static_cast<std::size_t>(warps) * 2 * kWarpSize * 8);
     const std::size_t smem_bytes = smem == 0 ? 16 : smem;
     auto* dynamic = static_cast<unsigned char*>(::operator new(smem_bytes, std::align_val_t(128)));
     std::memset(dynamic, kPoison, smem_bytes);
@@ -90,8 +90,9 @@ int bertrt_host_launch(const char* name, const unsigned* grid, const unsigned* b
         tls.lane = static_cast<int>(linear % kWarpSize);
         const unsigned w = linear / kWarpSize;
         tls.warp = Warp{warp_barriers[w].get(),
-                        reinterpret_cast<unsigned char(*)[8]>(slots.data() + static_cast<std::size_t>(w) * kWarpSize * 8),
+                        reinterpret_cast<unsigned char(*)[8]>(slots.data() + static_cast<std::size_t>(w) * 2 * kWarpSize * 8),
                         static_cast<int>(std::min<unsigned>(kWarpSize, threads - w * kWarpSize))};
+        tls.bank = 0;
         tls.block_barrier = &block_barrier;
         tls.dynamic_smem = dynamic;
         for (unsigned z = 0; z < g.z; ++z)

@@ -90,6 +90,13 @@ fn ptr<E>(s: Option<&[E]>) -> *const c_void {
     s.map_or(std::ptr::null(), |s| s.as_ptr().cast())
 }
 
+/// Threads of a row kernel (embeddings, layernorm): one 16-byte pack of the row per
+/// thread, in whole warps, 32 to 256.
+pub fn row_threads<E>(width: usize) -> u32 {
+    let packs = width.div_ceil(16 / std::mem::size_of::<E>());
+    (packs.div_ceil(32) * 32).clamp(32, 256) as u32
+}
+
 /// Embedding tables of one model, in the kernel's storage type.
 pub struct EmbeddingTables<'a, E> {
     /// [vocab, hidden].
@@ -106,7 +113,7 @@ pub struct EmbeddingTables<'a, E> {
     pub eps: f32,
 }
 
-/// embeddings_*: one block of 128 threads per token.
+/// embeddings_*: one block of [`row_threads`] per token.
 pub fn embeddings<E: Elem>(
     t: &EmbeddingTables<E>,
     ids: &[i32],
@@ -146,14 +153,15 @@ pub fn embeddings<E: Elem>(
         launch_raw(
             &name::<E>("embeddings"),
             [tokens as u32, 1, 1],
-            [128, 1, 1],
+            [row_threads::<E>(hidden), 1, 1],
             hidden * 4,
             &args,
         )
     };
 }
 
-/// layernorm_*: out = LayerNorm(act(x + bias) + residual), one block of 128 per row.
+/// layernorm_*: out = LayerNorm(act(x + bias) + residual), one block of [`row_threads`]
+/// per row.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm<E: Elem>(
     x: &[E],
@@ -187,7 +195,7 @@ pub fn layernorm<E: Elem>(
         launch_raw(
             &name::<E>("layernorm"),
             [rows as u32, 1, 1],
-            [128, 1, 1],
+            [row_threads::<E>(width), 1, 1],
             width * 4,
             &args,
         )

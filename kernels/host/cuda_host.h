@@ -54,10 +54,14 @@ namespace bertrt_host {
 
 constexpr int kWarpSize = 32;
 
+// __syncthreads and __syncwarp: the standard barrier (a mutex + condition variable one
+// measured slower here).
+using Barrier = std::barrier<>;
+
 // State of the warp a thread belongs to.
 struct Warp {
-    std::barrier<>* barrier;
-    unsigned char (*slots)[8];  // one 8-byte exchange slot per lane
+    Barrier* barrier;
+    unsigned char (*slots)[8];  // two banks of one 8-byte exchange slot per lane
     int size;                   // lanes in this warp (the last warp may be partial)
 };
 
@@ -65,8 +69,9 @@ struct Warp {
 struct ThreadCtx {
     dim3 thread_idx, block_idx, block_dim, grid_dim;
     int lane = 0;
-    std::barrier<>* block_barrier = nullptr;
+    Barrier* block_barrier = nullptr;
     Warp warp{};
+    int bank = 0;  // exchange bank of this lane's next shuffle
     unsigned char* dynamic_smem = nullptr;
 };
 
@@ -78,16 +83,20 @@ inline thread_local ThreadCtx tls;
 
 inline void warp_sync() { tls.warp.barrier->arrive_and_wait(); }
 
+// One shuffle: publish, wait for the warp, read. Shuffles alternate between two banks
+// of slots, so a single barrier suffices: a lane can only write a bank again after the
+// next shuffle's barrier, which every lane reaches after reading that bank.
 template <typename T>
 T exchange(T v, int src_lane) {
     static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
-    std::memcpy(tls.warp.slots[tls.lane], &v, sizeof(T));
+    unsigned char(*bank)[8] = tls.warp.slots + tls.bank * kWarpSize;
+    tls.bank ^= 1;
+    std::memcpy(bank[tls.lane], &v, sizeof(T));
     warp_sync();
     T r = v;
     if (src_lane >= 0 && src_lane < tls.warp.size) {
-        std::memcpy(&r, tls.warp.slots[src_lane], sizeof(T));
+        std::memcpy(&r, bank[src_lane], sizeof(T));
     }
-    warp_sync();
     return r;
 }
 
@@ -277,11 +286,15 @@ void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, unsigne
 template <int M, int N, int K, typename TA, typename LA, typename LB, typename TC>
 void mma_sync(fragment<accumulator, M, N, K, TC>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
               const fragment<matrix_b, M, N, K, TA, LB>& b, const fragment<accumulator, M, N, K, TC>& c) {
+    float fa[M * K], fbt[N * K];  // b transposed, so both operands are read along k
+    for (int i = 0; i < M * K; ++i) fa[i] = static_cast<float>(a.x[i]);
+    for (int k = 0; k < K; ++k)
+        for (int n = 0; n < N; ++n) fbt[n * K + k] = static_cast<float>(b.x[k * N + n]);
     TC out[M * N];
     for (int m = 0; m < M; ++m)
         for (int n = 0; n < N; ++n) {
             float acc = static_cast<float>(c.x[m * N + n]);
-            for (int k = 0; k < K; ++k) acc += static_cast<float>(a.x[m * K + k]) * static_cast<float>(b.x[k * N + n]);
+            for (int k = 0; k < K; ++k) acc += fa[m * K + k] * fbt[n * K + k];
             out[m * N + n] = static_cast<TC>(acc);
         }
     std::memcpy(d.x, out, sizeof(out));

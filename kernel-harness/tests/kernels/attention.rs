@@ -216,8 +216,15 @@ fn matches_cpu<E: Elem>(path: AttnPath) {
     let mut rng = Rng::new(51);
     for c in CASES {
         let inp = inputs::<E>(&mut rng, c);
+        let tokens = inp.r.total();
+        // The general path is the f32 code in f16: the long cases run through it there.
+        if path == AttnPath::General && tokens > 64 {
+            continue;
+        }
         let (want_out, want_probs) = cpu_reference(c, &inp);
-        for packed in [false, true] {
+        // Both layouts on the short cases; the long ones (the slowest to emulate) packed.
+        let layouts: &[bool] = if tokens > 64 { &[true] } else { &[false, true] };
+        for &packed in layouts {
             let (entry, out, probs) = run::<E>(c, &inp, packed, path);
             let what = format!(
                 "{entry} heads {} hd {} lens {:?} causal {} rel {:?} packed {packed}",
