@@ -35,6 +35,9 @@ fn main() {
     }
     // One translation unit with the runtime, so that linking the launcher (the symbols
     // Rust calls) also links the kernels and their registrars from the static library.
+    let selftest = manifest.join("src/selftest.cu");
+    println!("cargo:rerun-if-changed=src/selftest.cu");
+    writeln!(all, "#include \"{}\"", selftest.display()).expect("string write");
     let runtime = manifest.join("src/host_runtime.cpp");
     writeln!(all, "#include \"{}\"", runtime.display()).expect("string write");
     let all_path = out.join("all_kernels.cpp");

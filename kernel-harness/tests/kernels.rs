@@ -8,6 +8,7 @@ mod kernels {
     pub mod bias_act;
     pub mod coverage;
     pub mod embeddings;
+    pub mod harness;
     pub mod heads;
     pub mod layernorm;
     pub mod pooler;

@@ -25,7 +25,11 @@ pub const TESTED: &[(&str, &str)] = &[
 
 #[test]
 fn every_entry_point_is_tested() {
-    let defined = kernel_harness::kernels();
+    // harness_* kernels test the emulation itself (harness.rs).
+    let defined: Vec<String> = kernel_harness::kernels()
+        .into_iter()
+        .filter(|k| !k.starts_with("harness_"))
+        .collect();
     let tested: Vec<String> = TESTED.iter().map(|(n, _)| n.to_string()).collect();
     assert_eq!(
         defined, tested,
