@@ -126,7 +126,7 @@ pub fn embeddings<E: Elem>(
     assert!(hidden > 0 && t.beta.len() == hidden && out.len() == tokens * hidden);
     assert!(type_ids.len() == tokens && positions.len() == tokens);
     let in_table = |table: &[E], idx: &[i32]| {
-        table.len() % hidden == 0
+        table.len().is_multiple_of(hidden)
             && idx
                 .iter()
                 .all(|&i| i >= 0 && (i as usize) < table.len() / hidden)
@@ -174,7 +174,9 @@ pub fn layernorm<E: Elem>(
     out: &mut [E],
 ) {
     let width = gamma.len();
-    assert!(width > 0 && beta.len() == width && x.len() % width == 0 && out.len() == x.len());
+    assert!(
+        width > 0 && beta.len() == width && x.len().is_multiple_of(width) && out.len() == x.len()
+    );
     assert!(bias.is_none_or(|b| b.len() == width));
     assert!(residual.is_none_or(|r| r.len() == x.len()));
     let rows = x.len() / width;
@@ -213,7 +215,7 @@ pub fn bias_act<E: Elem>(
     max_blocks: u32,
     out: &mut [E],
 ) {
-    assert!(n > 0 && x.len() % n == 0 && out.len() == x.len());
+    assert!(n > 0 && x.len().is_multiple_of(n) && out.len() == x.len());
     assert!(bias.is_none_or(|b| b.len() == n));
     let per_pack = 16 / std::mem::size_of::<E>();
     let packs = x.len().div_ceil(per_pack);
@@ -490,7 +492,7 @@ pub fn label_probs<E: Elem>(
     mode: LabelMode,
     out: &mut [f32],
 ) {
-    assert!(labels > 0 && x.len() % labels == 0 && out.len() == x.len());
+    assert!(labels > 0 && x.len().is_multiple_of(labels) && out.len() == x.len());
     assert!(bias.is_none_or(|b| b.len() == labels));
     let rows = x.len() / labels;
     let args = LabelProbsArgs {

@@ -150,11 +150,10 @@ fn matches_parts<E: Elem>() {
             let p = row(m.position.as_deref().unwrap_or(&[]), inp.positions[t]);
             summed.extend((0..hidden).map(|j| w[j] + ty[j] + p[j]));
         }
-        let summed: Vec<f32> = summed.iter().map(|&v| v as f32).collect();
-        let (x, _) = quantize::<f32>(&summed);
-        let (g, b) = (quantize::<f32>(&m.gamma).0, quantize::<f32>(&m.beta).0);
-        let mut parts = vec![0.0f32; x.len()];
-        layernorm(&x, None, None, None, &g, &b, 1e-5, &mut parts);
+        let mut parts = vec![0.0f32; summed.len()];
+        layernorm(
+            &summed, None, None, None, &m.gamma, &m.beta, 1e-5, &mut parts,
+        );
         check::<E>(
             &format!("embeddings vs parts, hidden {hidden}"),
             &fused,

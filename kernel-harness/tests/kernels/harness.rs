@@ -77,9 +77,9 @@ fn blocks_have_their_own_shared_state() {
     });
     for b in 0..blocks {
         let row = &out[b * (threads + 2)..(b + 1) * (threads + 2)];
-        for t in 0..threads {
+        for (t, &got) in row[..threads].iter().enumerate() {
             assert_eq!(
-                row[t],
+                got,
                 ((threads - 1 - t) * 3 + b) as f32,
                 "block {b} thread {t}"
             );
