@@ -8,7 +8,9 @@ use bertrt::backend::cpu::attention::{
 };
 use bertrt::config::PositionEmbeddingType;
 use half::f16;
-use kernel_harness::{attention, quantize, AttnPath, Elem, Heads, Ragged, Relative, Rng};
+use kernel_harness::{
+    attention, qkv_split, quantize, AttnPath, Elem, Heads, Ragged, Relative, Rng,
+};
 
 use super::util::{check, expect_launch};
 
@@ -73,6 +75,10 @@ const CASES: &[Case] = &[
     Case {
         probs: true,
         ..case(3, 12, &[7, 4])
+    },
+    Case {
+        probs: true,
+        ..case(12, 64, &[7, 2])
     },
 ];
 
@@ -324,4 +330,75 @@ fn attention_matches_composition_f32() {
 #[test]
 fn attention_matches_composition_f16() {
     matches_composition::<f16>();
+}
+
+/// The two kernels of the attention block chained as the CUDA backend runs them:
+/// qkv_split (bias add, either layout) feeding attention, against the CPU op on the
+/// biased projections.
+fn split_then_attention<E: Elem>() {
+    let mut rng = Rng::new(53);
+    for c in [&CASES[1], &CASES[6], &CASES[11]] {
+        let mut inp = inputs::<E>(&mut rng, c);
+        let hidden = c.heads * c.head_dim;
+        let qkv = quantize::<E>(&inp.qkv).0;
+        let (bias, bias_f) = quantize::<E>(&rng.vec(3 * hidden, -0.5, 0.5));
+        let table = quantize::<E>(&inp.table).0;
+        let r = inp.r.clone();
+        let mut outs = Vec::new();
+        for packed in [false, true] {
+            let g = Heads {
+                heads: c.heads,
+                head_dim: c.head_dim,
+                packed,
+            };
+            let mut qkv_heads = [
+                vec![E::default(); g.len(&r)],
+                vec![E::default(); g.len(&r)],
+                vec![E::default(); g.len(&r)],
+            ];
+            let [q, k, v] = &mut qkv_heads;
+            qkv_split(&qkv, Some(&bias), &r, g, q, k, v);
+            let rel = c.rel.map(|kind| Relative {
+                kind,
+                table: &table,
+                max_positions: inp.max_positions,
+            });
+            let mut out = vec![E::default(); r.total() * hidden];
+            let entry = attention(
+                q,
+                k,
+                v,
+                &r,
+                g,
+                c.causal,
+                rel,
+                AttnPath::Auto,
+                &mut out,
+                None,
+            );
+            outs.push((entry, packed, out));
+        }
+        // The CPU sees the biased projections, rounded to E as the split kernel stores them.
+        for (i, x) in inp.qkv.iter_mut().enumerate() {
+            *x = E::from_f32(*x + bias_f[i % (3 * hidden)]).to_f32();
+        }
+        let (want, _) = cpu_reference(c, &inp);
+        for (entry, packed, out) in outs {
+            check(
+                &format!("qkv_split -> {entry}, lens {:?} packed {packed}", c.lens),
+                &out,
+                &want,
+            );
+        }
+    }
+}
+
+#[test]
+fn split_then_attention_matches_cpu_f32() {
+    split_then_attention::<f32>();
+}
+
+#[test]
+fn split_then_attention_matches_cpu_f16() {
+    split_then_attention::<f16>();
 }
