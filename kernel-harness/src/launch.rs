@@ -339,6 +339,11 @@ pub enum AttnPath {
     General,
 }
 
+/// Dynamic shared memory one block may use on every target: 99 KiB (sm_86 and sm_89;
+/// sm_80 allows 163 KiB, sm_90 227 KiB). 512 tokens at head_dim 64 need 62 KiB in f16 and
+/// 88 KiB in f32.
+pub const ATTENTION_SMEM_LIMIT: usize = 99 * 1024;
+
 /// Dynamic shared memory of one attention block (attention.cu's attention_smem_bytes).
 pub fn attention_smem_bytes(max_len: usize, head_dim: usize, elem: usize) -> usize {
     let lpad = max_len.div_ceil(16) * 16;
@@ -392,6 +397,11 @@ pub fn attention<E: Elem>(
         scale: (1.0 / (d as f64).sqrt()) as f32,
     };
     let smem = attention_smem_bytes(l, d, std::mem::size_of::<E>());
+    // Longer rows do not fit the whole-row design on every target.
+    assert!(
+        smem <= ATTENTION_SMEM_LIMIT,
+        "attention over {l} tokens needs {smem} B of shared memory per block"
+    );
     // SAFETY: q, k, v hold the layout checked above; keys and queries are read only below
     // each sequence's length; distance rows stay below 2 * max_positions - 1 because
     // max_len <= max_positions; out and probs were sized above.
