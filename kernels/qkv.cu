@@ -1,7 +1,10 @@
 // QKV epilogue: adds the fused [3 * hidden] bias to the packed [tokens, 3 * hidden] output
 // of the QKV GEMM and splits it into per-head Q, K and V buffers, in the padded
 // [batch, heads, max_len, head_dim] layout (padding rows written as zeros) or the packed
-// [heads, tokens, head_dim] one (see HeadLayout in common.cuh).
+// [heads, tokens, head_dim] one (see HeadLayout in common.cuh). K and V go through their
+// own layout at a row offset: the same as Q's at offset 0 without a key/value cache, the
+// padded cache [batch, heads, capacity, head_dim] at offset `past` with one (appending
+// this step's keys and values).
 //
 // Launch: grid = (max_len, batch), block = 128 threads. No shared memory.
 
@@ -16,7 +19,9 @@ struct QkvSplitArgs {
     T* q;
     T* k;
     T* v;
-    HeadLayout layout;  // of q, k and v
+    HeadLayout layout;     // of q
+    HeadLayout kv_layout;  // of k and v
+    int kv_offset;         // row of token 0 in k and v (the cache's length)
 };
 
 // Copies this thread's columns of one token row, STEP elements at a time (a whole pack,
@@ -31,7 +36,8 @@ __device__ __forceinline__ void qkv_split_row(const QkvSplitArgs<T>& a, int b, i
         const int which = c / hidden;
         const int h = (c % hidden) / L.head_dim;
         const int d = c % L.head_dim;
-        T* out = (which == 0 ? a.q : which == 1 ? a.k : a.v) + L.row(b, h, i) + d;
+        T* out = which == 0 ? a.q + L.row(b, h, i) + d
+                            : (which == 1 ? a.k : a.v) + a.kv_layout.row(b, h, a.kv_offset + i) + d;
         if constexpr (STEP == 1) {
             float v = 0.0f;
             if (valid) v = to_f32(src[c]) + (a.bias ? to_f32(a.bias[c]) : 0.0f);

@@ -69,6 +69,8 @@ pub struct QkvSplitArgs {
     pub k: *mut c_void,
     pub v: *mut c_void,
     pub layout: HeadLayout,
+    pub kv_layout: HeadLayout,
+    pub kv_offset: i32,
 }
 
 /// `AttentionArgs` (attention.cu).
@@ -85,6 +87,10 @@ pub struct AttentionArgs {
     pub rel_kind: i32,
     pub max_positions: i32,
     pub scale: f32,
+    pub kv_layout: HeadLayout,
+    pub key_mask: *const u8,
+    pub mask_stride: i32,
+    pub past: i32,
 }
 
 /// `GatherClsArgs` (pooler.cu).

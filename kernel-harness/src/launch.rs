@@ -283,12 +283,41 @@ impl Heads {
     }
 }
 
-/// qkv_split_*: bias add + head split of the packed [tokens, 3 * hidden] QKV output.
+/// A key/value cache: keys and values of every step so far, [batch, heads, capacity,
+/// head_dim] each (the padded layout with max_len = capacity).
+#[derive(Debug, Clone, Copy)]
+pub struct Cache<'a> {
+    /// Positions per (sequence, head).
+    pub capacity: usize,
+    /// Positions filled before this step.
+    pub past: usize,
+    /// [batch, past + max_len] (1 = may attend), or None for all keys.
+    pub key_mask: Option<&'a [u8]>,
+}
+
+impl Cache<'_> {
+    fn layout(&self, r: &Ragged, g: Heads) -> HeadLayout {
+        HeadLayout {
+            max_len: self.capacity as i32,
+            packed: 0,
+            ..g.layout(r)
+        }
+    }
+
+    fn len(&self, r: &Ragged, g: Heads) -> usize {
+        r.batch() * g.heads * self.capacity * g.head_dim
+    }
+}
+
+/// qkv_split_*: bias add + head split of the packed [tokens, 3 * hidden] QKV output;
+/// with a cache, K and V are appended to it at position `past`.
+#[allow(clippy::too_many_arguments)]
 pub fn qkv_split<E: Elem>(
     qkv: &[E],
     bias: Option<&[E]>,
     r: &Ragged,
     g: Heads,
+    cache: Option<Cache>,
     q: &mut [E],
     k: &mut [E],
     v: &mut [E],
@@ -296,8 +325,15 @@ pub fn qkv_split<E: Elem>(
     let hidden = g.heads * g.head_dim;
     assert_eq!(qkv.len(), r.total() * 3 * hidden);
     assert!(bias.is_none_or(|b| b.len() == 3 * hidden));
-    let len = g.len(r);
-    assert!(q.len() == len && k.len() == len && v.len() == len);
+    assert_eq!(q.len(), g.len(r));
+    let (kv_layout, kv_len, kv_offset) = match cache {
+        Some(c) => {
+            assert!(c.past + r.max_len() <= c.capacity, "the cache is full");
+            (c.layout(r, g), c.len(r, g), c.past)
+        }
+        None => (g.layout(r), g.len(r), 0),
+    };
+    assert!(k.len() == kv_len && v.len() == kv_len);
     let args = QkvSplitArgs {
         qkv: qkv.as_ptr().cast(),
         bias: ptr(bias),
@@ -305,6 +341,8 @@ pub fn qkv_split<E: Elem>(
         k: k.as_mut_ptr().cast(),
         v: v.as_mut_ptr().cast(),
         layout: g.layout(r),
+        kv_layout,
+        kv_offset: kv_offset as i32,
     };
     // SAFETY: rows of valid tokens only are read; every written row lies in the layout
     // whose size was checked above.
@@ -344,13 +382,15 @@ pub enum AttnPath {
 /// 88 KiB in f32.
 pub const ATTENTION_SMEM_LIMIT: usize = 99 * 1024;
 
-/// Dynamic shared memory of one attention block (attention.cu's attention_smem_bytes).
-pub fn attention_smem_bytes(max_len: usize, head_dim: usize, elem: usize) -> usize {
-    let lpad = max_len.div_ceil(16) * 16;
+/// Dynamic shared memory of one attention block over rows of `keys` keys (past + max_len;
+/// attention.cu's attention_smem_bytes).
+pub fn attention_smem_bytes(keys: usize, head_dim: usize, elem: usize) -> usize {
+    let lpad = keys.div_ceil(16) * 16;
     16 * lpad * (4 + elem) + 16 * head_dim * (elem * 5 + 4)
 }
 
-/// attention_*: fused masked softmax-attention; returns the entry point it ran.
+/// attention_*: fused masked softmax-attention, over this step's keys or (with a cache)
+/// the cached ones followed by them; returns the entry point it ran.
 #[allow(clippy::too_many_arguments)]
 pub fn attention<E: Elem>(
     q: &[E],
@@ -358,22 +398,31 @@ pub fn attention<E: Elem>(
     v: &[E],
     r: &Ragged,
     g: Heads,
+    cache: Option<Cache>,
     causal: bool,
     relative: Option<Relative<E>>,
     path: AttnPath,
     out: &mut [E],
     probs: Option<&mut [E]>,
 ) -> String {
-    let len = g.len(r);
     let (l, d) = (r.max_len(), g.head_dim);
-    assert!(q.len() == len && k.len() == len && v.len() == len);
+    let past = cache.map_or(0, |c| c.past);
+    let keys = past + l;
+    assert_eq!(q.len(), g.len(r));
+    let kv_len = cache.map_or(g.len(r), |c| c.len(r, g));
+    assert!(k.len() == kv_len && v.len() == kv_len);
+    if let Some(c) = cache {
+        assert!(keys <= c.capacity);
+        assert!(c.key_mask.is_none_or(|m| m.len() == r.batch() * keys));
+    }
     assert_eq!(out.len(), r.total() * g.heads * d);
     if let Some(p) = &probs {
-        assert_eq!(p.len(), r.batch() * g.heads * l * l);
+        assert_eq!(p.len(), r.batch() * g.heads * l * keys);
     }
     if let Some(rel) = &relative {
-        assert!(l <= rel.max_positions && rel.table.len() == (2 * rel.max_positions - 1) * d);
+        assert!(keys <= rel.max_positions && rel.table.len() == (2 * rel.max_positions - 1) * d);
     }
+    let key_mask = cache.and_then(|c| c.key_mask);
     let entry = match (E::SUFFIX, d, path) {
         ("f16", 32, AttnPath::Auto) => "attention_f16_hd32".to_string(),
         ("f16", 64, AttnPath::Auto) => "attention_f16_hd64".to_string(),
@@ -395,16 +444,21 @@ pub fn attention<E: Elem>(
         },
         max_positions: relative.map_or(0, |rel| rel.max_positions as i32),
         scale: (1.0 / (d as f64).sqrt()) as f32,
+        kv_layout: cache.map_or(g.layout(r), |c| c.layout(r, g)),
+        key_mask: key_mask.map_or(std::ptr::null(), |m| m.as_ptr()),
+        mask_stride: keys as i32,
+        past: past as i32,
     };
-    let smem = attention_smem_bytes(l, d, std::mem::size_of::<E>());
+    let smem = attention_smem_bytes(keys, d, std::mem::size_of::<E>());
     // Longer rows do not fit the whole-row design on every target.
     assert!(
         smem <= ATTENTION_SMEM_LIMIT,
         "attention over {l} tokens needs {smem} B of shared memory per block"
     );
-    // SAFETY: q, k, v hold the layout checked above; keys and queries are read only below
-    // each sequence's length; distance rows stay below 2 * max_positions - 1 because
-    // max_len <= max_positions; out and probs were sized above.
+    // SAFETY: q, k, v hold the layouts checked above; queries are read below each
+    // sequence's length and keys below past + length <= capacity; the key mask holds
+    // past + max_len entries per sequence; distance rows stay below 2 * max_positions - 1
+    // because past + max_len <= max_positions; out and probs were sized above.
     unsafe {
         launch_raw(
             &entry,

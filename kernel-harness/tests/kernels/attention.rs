@@ -9,7 +9,7 @@ use bertrt::backend::cpu::attention::{
 use bertrt::config::PositionEmbeddingType;
 use half::f16;
 use kernel_harness::{
-    attention, qkv_split, quantize, AttnPath, Elem, Heads, Ragged, Relative, Rng,
+    attention, qkv_split, quantize, AttnPath, Cache, Elem, Heads, Ragged, Relative, Rng,
 };
 
 use super::util::{check, expect_launch};
@@ -158,6 +158,7 @@ fn run<E: Elem>(
             &v,
             r,
             g,
+            None,
             c.causal,
             rel,
             path,
@@ -357,7 +358,7 @@ fn split_then_attention<E: Elem>() {
                 vec![E::default(); g.len(&r)],
             ];
             let [q, k, v] = &mut qkv_heads;
-            qkv_split(&qkv, Some(&bias), &r, g, q, k, v);
+            qkv_split(&qkv, Some(&bias), &r, g, None, q, k, v);
             let rel = c.rel.map(|kind| Relative {
                 kind,
                 table: &table,
@@ -370,6 +371,7 @@ fn split_then_attention<E: Elem>() {
                 v,
                 &r,
                 g,
+                None,
                 c.causal,
                 rel,
                 AttnPath::Auto,
@@ -401,4 +403,134 @@ fn split_then_attention_matches_cpu_f32() {
 #[test]
 fn split_then_attention_matches_cpu_f16() {
     split_then_attention::<f16>();
+}
+
+/// Incremental decoding: `past` cached positions, some of them masked out (and, in one
+/// case, every key a query may see, which gives uniform weights), followed by this step's
+/// tokens. qkv_split appends this step's K and V to the cache; attention reads the whole
+/// cache back, causally. Against the CPU op reading the same cache.
+fn cache_matches_cpu<E: Elem>() {
+    let mut rng = Rng::new(54);
+    // (heads, head_dim, batch, past, seq, relative, fully masked row)
+    let cases = [
+        (3, 32, 2, 5, 1, None, false),
+        (2, 64, 2, 9, 3, KEY_QUERY, true),
+        (3, 12, 1, 20, 4, KEY, false),
+        (1, 32, 3, 17, 16, None, true),
+    ];
+    for (heads, hd, batch, past, seq, rel, fully_masked) in cases {
+        let r = Ragged::new(&vec![seq; batch]);
+        let (hidden, keys, capacity) = (heads * hd, past + seq, past + seq + 2);
+        let max_positions = capacity + 1;
+        let cache_len = batch * heads * capacity * hd;
+        let old_k = quantize::<E>(&rng.vec(cache_len, -1.0, 1.0)).1;
+        let old_v = quantize::<E>(&rng.vec(cache_len, -1.0, 1.0)).1;
+        let qkv = quantize::<E>(&rng.vec(r.total() * 3 * hidden, -1.0, 1.0)).1;
+        let table = quantize::<E>(&rng.vec((2 * max_positions - 1) * hd, -0.5, 0.5)).1;
+        let mut mask = vec![1u8; batch * keys];
+        if batch > 1 {
+            // Sequence 1 had two padding tokens first; with `fully_masked`, everything
+            // its first query may see is masked.
+            let masked = if fully_masked { past + 1 } else { 2 };
+            mask[keys..keys + masked].fill(0);
+        }
+
+        // The CPU reads a cache that already holds this step's keys and values.
+        let (mut cpu_k, mut cpu_v) = (old_k.clone(), old_v.clone());
+        for b in 0..batch {
+            for i in 0..seq {
+                for h in 0..heads {
+                    let dst = ((b * heads + h) * capacity + past + i) * hd;
+                    let src = (b * seq + i) * 3 * hidden + h * hd;
+                    cpu_k[dst..dst + hd].copy_from_slice(&qkv[src + hidden..src + hidden + hd]);
+                    cpu_v[dst..dst + hd]
+                        .copy_from_slice(&qkv[src + 2 * hidden..src + 2 * hidden + hd]);
+                }
+            }
+        }
+        let shape = AttnShape {
+            batch,
+            seq,
+            past,
+            heads,
+            head_dim: hd,
+            causal: true,
+        };
+        let cpu_rel = rel.map(|kind| RelativeTable {
+            kind,
+            table: &table,
+            max_positions,
+        });
+        let kv = KvSource::Cache {
+            k: &cpu_k,
+            v: &cpu_v,
+            capacity,
+        };
+        let mut want = vec![0.0; r.total() * hidden];
+        let mut want_probs = vec![0.0; batch * heads * seq * keys];
+        cpu_attention(
+            shape,
+            &qkv,
+            kv,
+            &mask,
+            cpu_rel,
+            &mut want,
+            Some(&mut want_probs),
+        );
+
+        let qkv_e = quantize::<E>(&qkv).0;
+        let table_e = quantize::<E>(&table).0;
+        for packed in [false, true] {
+            let g = Heads {
+                heads,
+                head_dim: hd,
+                packed,
+            };
+            let cache = Cache {
+                capacity,
+                past,
+                key_mask: Some(&mask),
+            };
+            let mut q = vec![E::default(); g.len(&r)];
+            let (mut k, mut v) = (quantize::<E>(&old_k).0, quantize::<E>(&old_v).0);
+            expect_launch(&format!("qkv_split_{}", E::SUFFIX), || {
+                qkv_split(&qkv_e, None, &r, g, Some(cache), &mut q, &mut k, &mut v)
+            });
+            let what = format!("cache heads {heads} hd {hd} past {past} seq {seq} packed {packed}");
+            check(&format!("appended keys, {what}"), &k, &cpu_k);
+            check(&format!("appended values, {what}"), &v, &cpu_v);
+            let rel = rel.map(|kind| Relative {
+                kind,
+                table: &table_e,
+                max_positions,
+            });
+            let mut out = vec![E::default(); r.total() * hidden];
+            let mut probs = vec![E::from_f32(9.0); batch * heads * seq * keys];
+            let entry = attention(
+                &q,
+                &k,
+                &v,
+                &r,
+                g,
+                Some(cache),
+                true,
+                rel,
+                AttnPath::Auto,
+                &mut out,
+                Some(&mut probs),
+            );
+            check(&format!("context: {entry}, {what}"), &out, &want);
+            check(&format!("probs: {entry}, {what}"), &probs, &want_probs);
+        }
+    }
+}
+
+#[test]
+fn attention_with_cache_matches_cpu_f32() {
+    cache_matches_cpu::<f32>();
+}
+
+#[test]
+fn attention_with_cache_matches_cpu_f16() {
+    cache_matches_cpu::<f16>();
 }

@@ -35,7 +35,7 @@ fn split<E: Elem>(qkv: &[E], bias: Option<&[E]>, r: &Ragged, g: Heads) -> [Vec<E
         vec![junk; g.len(r)],
     );
     expect_launch(&entry::<E>("qkv_split"), || {
-        qkv_split(qkv, bias, r, g, &mut q, &mut k, &mut v)
+        qkv_split(qkv, bias, r, g, None, &mut q, &mut k, &mut v)
     });
     [q, k, v]
 }
