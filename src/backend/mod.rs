@@ -1,6 +1,8 @@
 //! Backends execute plans; they implement ops, never the network.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 use std::fmt;
 use std::str::FromStr;

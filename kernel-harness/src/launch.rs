@@ -1,0 +1,580 @@
+//! Safe launchers: each checks its buffers, picks the geometry the CUDA launcher uses and
+//! runs the entry point through the host runtime.
+
+use std::ffi::{c_char, c_long, c_void, CStr, CString};
+
+use bertrt::config::{Activation, PositionEmbeddingType};
+
+use crate::args::*;
+use crate::{Elem, Ragged};
+
+extern "C" {
+    fn bertrt_host_launch(
+        name: *const c_char,
+        grid: *const u32,
+        block: *const u32,
+        smem: usize,
+        args: *const c_void,
+        args_size: usize,
+    ) -> i32;
+    fn bertrt_host_launches(name: *const c_char) -> c_long;
+    fn bertrt_host_kernel_count() -> usize;
+    fn bertrt_host_kernel_name(i: usize) -> *const c_char;
+}
+
+/// Launches entry point `name` with `args` as its one parameter.
+///
+/// # Safety
+/// Every pointer in `args` must be valid for every access the kernel makes under this
+/// geometry (the typed launchers below check the sizes before calling this).
+pub unsafe fn launch_raw<A>(name: &str, grid: [u32; 3], block: [u32; 3], smem: usize, args: &A) {
+    let c_name = CString::new(name).expect("kernel names have no NUL");
+    // SAFETY: the name and geometry arrays outlive the call; the caller vouches for args.
+    let rc = unsafe {
+        bertrt_host_launch(
+            c_name.as_ptr(),
+            grid.as_ptr(),
+            block.as_ptr(),
+            smem,
+            (args as *const A).cast(),
+            std::mem::size_of::<A>(),
+        )
+    };
+    match rc {
+        0 => {}
+        -1 => panic!("no kernel named {name} (is its BERTRT_ENTRY line there?)"),
+        -2 => panic!("{name}: the Rust argument struct does not match the C++ one in size"),
+        _ => panic!("{name}: bad launch geometry {grid:?} x {block:?}"),
+    }
+}
+
+/// Times `name` has been launched in this process (None: no such entry point).
+pub fn launches(name: &str) -> Option<u64> {
+    let c_name = CString::new(name).expect("kernel names have no NUL");
+    // SAFETY: a valid C string; the runtime only reads it.
+    let n = unsafe { bertrt_host_launches(c_name.as_ptr()) };
+    u64::try_from(n).ok()
+}
+
+/// Every entry point the kernels define (BERTRT_ENTRY lines), sorted.
+pub fn kernels() -> Vec<String> {
+    // SAFETY: indices below the count give valid, static C strings.
+    unsafe {
+        (0..bertrt_host_kernel_count())
+            .map(|i| {
+                CStr::from_ptr(bertrt_host_kernel_name(i))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+}
+
+/// The kernels' activation code (common.cuh `Act`).
+pub fn act_code(act: Option<Activation>) -> i32 {
+    match act {
+        None => 0,
+        Some(Activation::Gelu) => 1,
+        Some(Activation::GeluTanh) => 2,
+        Some(Activation::Relu) => 3,
+        Some(Activation::Silu) => 4,
+        Some(Activation::Tanh) => 5,
+    }
+}
+
+fn name<E: Elem>(base: &str) -> String {
+    format!("{base}_{}", E::SUFFIX)
+}
+
+fn ptr<E>(s: Option<&[E]>) -> *const c_void {
+    s.map_or(std::ptr::null(), |s| s.as_ptr().cast())
+}
+
+/// Threads of a row kernel (embeddings, layernorm): one 16-byte pack of the row per
+/// thread, in whole warps, 32 to 256.
+pub fn row_threads<E>(width: usize) -> u32 {
+    let packs = width.div_ceil(16 / std::mem::size_of::<E>());
+    (packs.div_ceil(32) * 32).clamp(32, 256) as u32
+}
+
+/// Embedding tables of one model, in the kernel's storage type.
+pub struct EmbeddingTables<'a, E> {
+    /// [vocab, hidden].
+    pub word: &'a [E],
+    /// [max_positions, hidden], absent for relative position types.
+    pub position: Option<&'a [E]>,
+    /// [type_vocab, hidden].
+    pub token_type: &'a [E],
+    /// LayerNorm scale.
+    pub gamma: &'a [E],
+    /// LayerNorm shift.
+    pub beta: &'a [E],
+    /// LayerNorm epsilon.
+    pub eps: f32,
+}
+
+/// embeddings_*: one block of [`row_threads`] per token.
+pub fn embeddings<E: Elem>(
+    t: &EmbeddingTables<E>,
+    ids: &[i32],
+    type_ids: &[i32],
+    positions: &[i32],
+    out: &mut [E],
+) {
+    let hidden = t.gamma.len();
+    let tokens = ids.len();
+    assert!(hidden > 0 && t.beta.len() == hidden && out.len() == tokens * hidden);
+    assert!(type_ids.len() == tokens && positions.len() == tokens);
+    let in_table = |table: &[E], idx: &[i32]| {
+        table.len().is_multiple_of(hidden)
+            && idx
+                .iter()
+                .all(|&i| i >= 0 && (i as usize) < table.len() / hidden)
+    };
+    assert!(in_table(t.word, ids) && in_table(t.token_type, type_ids));
+    assert!(t.position.is_none_or(|p| in_table(p, positions)));
+    let args = EmbeddingsArgs {
+        ids: ids.as_ptr(),
+        type_ids: type_ids.as_ptr(),
+        positions: positions.as_ptr(),
+        word: t.word.as_ptr().cast(),
+        position: ptr(t.position),
+        token_type: t.token_type.as_ptr().cast(),
+        gamma: t.gamma.as_ptr().cast(),
+        beta: t.beta.as_ptr().cast(),
+        out: out.as_mut_ptr().cast(),
+        tokens: tokens as i32,
+        hidden: hidden as i32,
+        eps: t.eps,
+    };
+    // SAFETY: every index the kernel reads was checked against its table above; it
+    // writes out[t * hidden .. (t + 1) * hidden] for t < tokens.
+    unsafe {
+        launch_raw(
+            &name::<E>("embeddings"),
+            [tokens as u32, 1, 1],
+            [row_threads::<E>(hidden), 1, 1],
+            hidden * 4,
+            &args,
+        )
+    };
+}
+
+/// layernorm_*: out = LayerNorm(act(x + bias) + residual), one block of [`row_threads`]
+/// per row.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm<E: Elem>(
+    x: &[E],
+    bias: Option<&[E]>,
+    residual: Option<&[E]>,
+    act: Option<Activation>,
+    gamma: &[E],
+    beta: &[E],
+    eps: f32,
+    out: &mut [E],
+) {
+    let width = gamma.len();
+    assert!(
+        width > 0 && beta.len() == width && x.len().is_multiple_of(width) && out.len() == x.len()
+    );
+    assert!(bias.is_none_or(|b| b.len() == width));
+    assert!(residual.is_none_or(|r| r.len() == x.len()));
+    let rows = x.len() / width;
+    let args = LayerNormArgs {
+        x: x.as_ptr().cast(),
+        bias: ptr(bias),
+        residual: ptr(residual),
+        gamma: gamma.as_ptr().cast(),
+        beta: beta.as_ptr().cast(),
+        out: out.as_mut_ptr().cast(),
+        rows: rows as i32,
+        width: width as i32,
+        act: act_code(act),
+        eps,
+    };
+    // SAFETY: rows * width elements in x, residual and out; width in bias, gamma, beta.
+    unsafe {
+        launch_raw(
+            &name::<E>("layernorm"),
+            [rows as u32, 1, 1],
+            [row_threads::<E>(width), 1, 1],
+            width * 4,
+            &args,
+        )
+    };
+}
+
+/// bias_act_*: out = act(x + bias) over [rows, n]; 256 threads a block, at most
+/// `max_blocks` blocks (the CUDA launcher uses 1024; tests lower it to exercise the
+/// grid-stride loop).
+pub fn bias_act<E: Elem>(
+    x: &[E],
+    bias: Option<&[E]>,
+    act: Option<Activation>,
+    n: usize,
+    max_blocks: u32,
+    out: &mut [E],
+) {
+    assert!(n > 0 && x.len().is_multiple_of(n) && out.len() == x.len());
+    assert!(bias.is_none_or(|b| b.len() == n));
+    let per_pack = 16 / std::mem::size_of::<E>();
+    let packs = x.len().div_ceil(per_pack);
+    let blocks = (packs.div_ceil(256) as u32).clamp(1, max_blocks.max(1));
+    let args = BiasActArgs {
+        x: x.as_ptr().cast(),
+        bias: ptr(bias),
+        out: out.as_mut_ptr().cast(),
+        rows: (x.len() / n) as i32,
+        n: n as i32,
+        act: act_code(act),
+    };
+    // SAFETY: rows * n elements in x and out, n in bias.
+    unsafe {
+        launch_raw(
+            &name::<E>("bias_act"),
+            [blocks, 1, 1],
+            [256, 1, 1],
+            0,
+            &args,
+        )
+    };
+}
+
+/// Geometry of per-head buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    /// Number of heads.
+    pub heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Packed [heads, tokens, head_dim] (true) or padded [batch, heads, max_len, head_dim].
+    pub packed: bool,
+}
+
+impl Heads {
+    /// Elements of one of Q, K, V in this layout.
+    pub fn len(&self, r: &Ragged) -> usize {
+        let rows = if self.packed {
+            r.total()
+        } else {
+            r.batch() * r.max_len()
+        };
+        self.heads * rows * self.head_dim
+    }
+
+    /// Offset of row i of head h of sequence b (the kernels' HeadLayout::row).
+    pub fn row(&self, r: &Ragged, b: usize, h: usize, i: usize) -> usize {
+        if self.packed {
+            (h * r.total() + r.start(b) + i) * self.head_dim
+        } else {
+            ((b * self.heads + h) * r.max_len() + i) * self.head_dim
+        }
+    }
+
+    fn layout(&self, r: &Ragged) -> HeadLayout {
+        HeadLayout {
+            cu_seqlens: r.cu_seqlens.as_ptr(),
+            heads: self.heads as i32,
+            head_dim: self.head_dim as i32,
+            max_len: r.max_len() as i32,
+            total_tokens: r.total() as i32,
+            packed: self.packed as i32,
+        }
+    }
+}
+
+/// A key/value cache: keys and values of every step so far, [batch, heads, capacity,
+/// head_dim] each (the padded layout with max_len = capacity).
+#[derive(Debug, Clone, Copy)]
+pub struct Cache<'a> {
+    /// Positions per (sequence, head).
+    pub capacity: usize,
+    /// Positions filled before this step.
+    pub past: usize,
+    /// [batch, past + max_len] (1 = may attend), or None for all keys.
+    pub key_mask: Option<&'a [u8]>,
+}
+
+impl Cache<'_> {
+    fn layout(&self, r: &Ragged, g: Heads) -> HeadLayout {
+        HeadLayout {
+            max_len: self.capacity as i32,
+            packed: 0,
+            ..g.layout(r)
+        }
+    }
+
+    fn len(&self, r: &Ragged, g: Heads) -> usize {
+        r.batch() * g.heads * self.capacity * g.head_dim
+    }
+}
+
+/// qkv_split_*: bias add + head split of the packed [tokens, 3 * hidden] QKV output;
+/// with a cache, K and V are appended to it at position `past`.
+#[allow(clippy::too_many_arguments)]
+pub fn qkv_split<E: Elem>(
+    qkv: &[E],
+    bias: Option<&[E]>,
+    r: &Ragged,
+    g: Heads,
+    cache: Option<Cache>,
+    q: &mut [E],
+    k: &mut [E],
+    v: &mut [E],
+) {
+    let hidden = g.heads * g.head_dim;
+    assert_eq!(qkv.len(), r.total() * 3 * hidden);
+    assert!(bias.is_none_or(|b| b.len() == 3 * hidden));
+    assert_eq!(q.len(), g.len(r));
+    let (kv_layout, kv_len, kv_offset) = match cache {
+        Some(c) => {
+            assert!(c.past + r.max_len() <= c.capacity, "the cache is full");
+            (c.layout(r, g), c.len(r, g), c.past)
+        }
+        None => (g.layout(r), g.len(r), 0),
+    };
+    assert!(k.len() == kv_len && v.len() == kv_len);
+    let args = QkvSplitArgs {
+        qkv: qkv.as_ptr().cast(),
+        bias: ptr(bias),
+        q: q.as_mut_ptr().cast(),
+        k: k.as_mut_ptr().cast(),
+        v: v.as_mut_ptr().cast(),
+        layout: g.layout(r),
+        kv_layout,
+        kv_offset: kv_offset as i32,
+    };
+    // SAFETY: rows of valid tokens only are read; every written row lies in the layout
+    // whose size was checked above.
+    unsafe {
+        launch_raw(
+            &name::<E>("qkv_split"),
+            [r.max_len() as u32, r.batch() as u32, 1],
+            [128, 1, 1],
+            0,
+            &args,
+        )
+    };
+}
+
+/// The relative-position distance table and its kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Relative<'a, E> {
+    /// relative_key or relative_key_query.
+    pub kind: PositionEmbeddingType,
+    /// [2 * max_positions - 1, head_dim].
+    pub table: &'a [E],
+    /// max_position_embeddings.
+    pub max_positions: usize,
+}
+
+/// Which attention entry point to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttnPath {
+    /// What the CUDA launcher picks: WMMA for f16 with head_dim 32 or 64.
+    Auto,
+    /// The general (SIMT) entry point whatever the shape.
+    General,
+}
+
+/// Dynamic shared memory one block may use on every target: 99 KiB (sm_86 and sm_89;
+/// sm_80 allows 163 KiB, sm_90 227 KiB). 512 tokens at head_dim 64 need 62 KiB in f16 and
+/// 88 KiB in f32.
+pub const ATTENTION_SMEM_LIMIT: usize = 99 * 1024;
+
+/// Dynamic shared memory of one attention block over rows of `keys` keys (past + max_len;
+/// attention.cu's attention_smem_bytes).
+pub fn attention_smem_bytes(keys: usize, head_dim: usize, elem: usize) -> usize {
+    let lpad = keys.div_ceil(16) * 16;
+    16 * lpad * (4 + elem) + 16 * head_dim * (elem * 5 + 4)
+}
+
+/// attention_*: fused masked softmax-attention, over this step's keys or (with a cache)
+/// the cached ones followed by them; returns the entry point it ran.
+#[allow(clippy::too_many_arguments)]
+pub fn attention<E: Elem>(
+    q: &[E],
+    k: &[E],
+    v: &[E],
+    r: &Ragged,
+    g: Heads,
+    cache: Option<Cache>,
+    causal: bool,
+    relative: Option<Relative<E>>,
+    path: AttnPath,
+    out: &mut [E],
+    probs: Option<&mut [E]>,
+) -> String {
+    let (l, d) = (r.max_len(), g.head_dim);
+    let past = cache.map_or(0, |c| c.past);
+    let keys = past + l;
+    assert_eq!(q.len(), g.len(r));
+    let kv_len = cache.map_or(g.len(r), |c| c.len(r, g));
+    assert!(k.len() == kv_len && v.len() == kv_len);
+    if let Some(c) = cache {
+        assert!(keys <= c.capacity);
+        assert!(c.key_mask.is_none_or(|m| m.len() == r.batch() * keys));
+    }
+    assert_eq!(out.len(), r.total() * g.heads * d);
+    if let Some(p) = &probs {
+        assert_eq!(p.len(), r.batch() * g.heads * l * keys);
+    }
+    if let Some(rel) = &relative {
+        assert!(keys <= rel.max_positions && rel.table.len() == (2 * rel.max_positions - 1) * d);
+    }
+    let key_mask = cache.and_then(|c| c.key_mask);
+    let entry = match (E::SUFFIX, d, path) {
+        ("f16", 32, AttnPath::Auto) => "attention_f16_hd32".to_string(),
+        ("f16", 64, AttnPath::Auto) => "attention_f16_hd64".to_string(),
+        _ => name::<E>("attention"),
+    };
+    let args = AttentionArgs {
+        q: q.as_ptr().cast(),
+        k: k.as_ptr().cast(),
+        v: v.as_ptr().cast(),
+        layout: g.layout(r),
+        rel_table: relative.map_or(std::ptr::null(), |rel| rel.table.as_ptr().cast()),
+        out: out.as_mut_ptr().cast(),
+        probs: probs.map_or(std::ptr::null_mut(), |p| p.as_mut_ptr().cast()),
+        causal: causal as i32,
+        rel_kind: match relative.map(|rel| rel.kind) {
+            Some(PositionEmbeddingType::RelativeKeyQuery) => 2,
+            Some(_) => 1,
+            None => 0,
+        },
+        max_positions: relative.map_or(0, |rel| rel.max_positions as i32),
+        scale: (1.0 / (d as f64).sqrt()) as f32,
+        kv_layout: cache.map_or(g.layout(r), |c| c.layout(r, g)),
+        key_mask: key_mask.map_or(std::ptr::null(), |m| m.as_ptr()),
+        mask_stride: keys as i32,
+        past: past as i32,
+    };
+    let smem = attention_smem_bytes(keys, d, std::mem::size_of::<E>());
+    // Longer rows do not fit the whole-row design on every target.
+    assert!(
+        smem <= ATTENTION_SMEM_LIMIT,
+        "attention over {l} tokens needs {smem} B of shared memory per block"
+    );
+    // SAFETY: q, k, v hold the layouts checked above; queries are read below each
+    // sequence's length and keys below past + length <= capacity; the key mask holds
+    // past + max_len entries per sequence; distance rows stay below 2 * max_positions - 1
+    // because past + max_len <= max_positions; out and probs were sized above.
+    unsafe {
+        launch_raw(
+            &entry,
+            [l.div_ceil(16) as u32, g.heads as u32, r.batch() as u32],
+            [128, 1, 1],
+            smem,
+            &args,
+        )
+    };
+    entry
+}
+
+/// gather_cls_*: out[b] = act(x[first token of b] + bias).
+pub fn gather_cls<E: Elem>(
+    x: &[E],
+    r: &Ragged,
+    bias: Option<&[E]>,
+    act: Option<Activation>,
+    width: usize,
+    out: &mut [E],
+) {
+    assert!(x.len() == r.total() * width && out.len() == r.batch() * width);
+    assert!(bias.is_none_or(|b| b.len() == width));
+    let args = GatherClsArgs {
+        x: x.as_ptr().cast(),
+        cu_seqlens: r.cu_seqlens.as_ptr(),
+        bias: ptr(bias),
+        out: out.as_mut_ptr().cast(),
+        batch: r.batch() as i32,
+        width: width as i32,
+        act: act_code(act),
+    };
+    // SAFETY: rows cu_seqlens[b] < total are read; batch rows written.
+    unsafe {
+        launch_raw(
+            &name::<E>("gather_cls"),
+            [r.batch() as u32, 1, 1],
+            [128, 1, 1],
+            0,
+            &args,
+        )
+    };
+}
+
+/// qa_split_*: [tokens, 2] logits -> padded start and end logits [batch, max_len].
+pub fn qa_split<E: Elem>(
+    logits: &[E],
+    bias: Option<&[E]>,
+    r: &Ragged,
+    fill: f32,
+    start: &mut [E],
+    end: &mut [E],
+) {
+    assert_eq!(logits.len(), r.total() * 2);
+    assert!(bias.is_none_or(|b| b.len() == 2));
+    let n = r.batch() * r.max_len();
+    assert!(start.len() == n && end.len() == n);
+    let args = QaSplitArgs {
+        logits: logits.as_ptr().cast(),
+        bias: ptr(bias),
+        cu_seqlens: r.cu_seqlens.as_ptr(),
+        start: start.as_mut_ptr().cast(),
+        end: end.as_mut_ptr().cast(),
+        max_len: r.max_len() as i32,
+        fill,
+    };
+    // SAFETY: valid tokens' logits are read; batch * max_len values written to each.
+    unsafe {
+        launch_raw(
+            &name::<E>("qa_split"),
+            [r.batch() as u32, 1, 1],
+            [128, 1, 1],
+            0,
+            &args,
+        )
+    };
+}
+
+/// What label_probs_* applies after the bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelMode {
+    /// Logits plus bias.
+    Raw = 0,
+    /// Softmax over the labels of a row.
+    Softmax = 1,
+    /// Independent sigmoids.
+    Sigmoid = 2,
+}
+
+/// label_probs_*: one warp per row of [rows, labels].
+pub fn label_probs<E: Elem>(
+    x: &[E],
+    bias: Option<&[E]>,
+    labels: usize,
+    mode: LabelMode,
+    out: &mut [f32],
+) {
+    assert!(labels > 0 && x.len().is_multiple_of(labels) && out.len() == x.len());
+    assert!(bias.is_none_or(|b| b.len() == labels));
+    let rows = x.len() / labels;
+    let args = LabelProbsArgs {
+        x: x.as_ptr().cast(),
+        bias: ptr(bias),
+        out: out.as_mut_ptr(),
+        rows: rows as i32,
+        labels: labels as i32,
+        mode: mode as i32,
+    };
+    // SAFETY: rows * labels elements in x and out, labels in bias.
+    unsafe {
+        launch_raw(
+            &name::<E>("label_probs"),
+            [rows.div_ceil(4) as u32, 1, 1],
+            [128, 1, 1],
+            0,
+            &args,
+        )
+    };
+}
