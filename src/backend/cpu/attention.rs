@@ -7,6 +7,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::fastmath;
 use super::matmul::{matmul, View};
 use crate::config::PositionEmbeddingType;
 
@@ -201,31 +202,36 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Scales, masks (keys j >= `visible` or with keep[j] == 0) and normalizes one row.
+/// Written without branches in the inner loops, so that they vectorize.
 fn softmax_row(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
-    let allowed = |j: usize| j < visible && keep[j] != 0;
+    let n = visible.min(row.len());
+    let (live, future) = row.split_at_mut(n);
+    future.fill(0.0);
     let mut max = f32::NEG_INFINITY;
-    for (j, v) in row.iter_mut().enumerate() {
+    for (v, &k) in live.iter_mut().zip(keep) {
         *v *= scale;
-        if allowed(j) {
-            max = max.max(*v);
-        }
+        max = max.max(if k != 0 { *v } else { f32::NEG_INFINITY });
     }
     if max == f32::NEG_INFINITY {
         let uniform = 1.0 / row.len() as f32;
         row.fill(uniform);
         return;
     }
-    let mut sum = 0.0f64;
-    for (j, v) in row.iter_mut().enumerate() {
-        *v = if allowed(j) {
-            super::fastmath::exp(*v - max)
-        } else {
-            0.0
-        };
-        sum += *v as f64;
+    for (v, &k) in live.iter_mut().zip(keep) {
+        let e = fastmath::exp(*v - max);
+        *v = if k != 0 { e } else { 0.0 };
     }
-    let inv = (1.0 / sum) as f32;
-    for v in row.iter_mut() {
+    // Eight partial sums: a reduction the compiler may vectorize.
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = live.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    let sum: f32 = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+    let inv = 1.0 / sum;
+    for v in live.iter_mut() {
         *v *= inv;
     }
 }
