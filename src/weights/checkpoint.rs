@@ -8,13 +8,23 @@ use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 use memmap2::Mmap;
+use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
 
+/// One mapped safetensors file with its header, parsed (and validated) once at open.
+struct MappedFile {
+    path: PathBuf,
+    map: Mmap,
+    /// Byte offset of the data section (8 + header length).
+    data_start: usize,
+    meta: Metadata,
+}
+
 /// The safetensors files of one checkpoint, with a name -> file index.
 pub struct Checkpoint {
-    files: Vec<(PathBuf, Mmap)>,
+    files: Vec<MappedFile>,
     index: HashMap<String, usize>,
 }
 
@@ -78,13 +88,19 @@ impl Checkpoint {
             // SAFETY: the map is read-only and private to this process; a file truncated
             // underneath us is the one hazard, as with any mmap reader.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-            let st = SafeTensors::deserialize(&mmap).map_err(|e| {
-                Error::checkpoint(path, format!("not a valid safetensors file: {e}"))
-            })?;
-            for name in st.names() {
-                index.insert(name.to_string(), i);
+            let invalid = |e| Error::checkpoint(path, format!("not a valid safetensors file: {e}"));
+            // deserialize validates every tensor's range; keep only the parsed header.
+            SafeTensors::deserialize(&mmap).map_err(invalid)?;
+            let (header_len, meta) = SafeTensors::read_metadata(&mmap).map_err(invalid)?;
+            for name in meta.tensors().keys() {
+                index.insert(name.clone(), i);
             }
-            files.push((path.clone(), mmap));
+            files.push(MappedFile {
+                path: path.clone(),
+                map: mmap,
+                data_start: 8 + header_len,
+                meta,
+            });
         }
         Ok(Checkpoint { files, index })
     }
@@ -104,14 +120,18 @@ impl Checkpoint {
         let Some(&i) = self.index.get(name) else {
             return Ok(None);
         };
-        let (path, mmap) = &self.files[i];
-        let st = SafeTensors::deserialize(mmap)
-            .map_err(|e| Error::checkpoint(path, format!("not a valid safetensors file: {e}")))?;
-        let view = st
-            .tensor(name)
-            .map_err(|e| Error::checkpoint(path, format!("tensor `{name}`: {e}")))?;
-        let bytes = view.data();
-        let data: Vec<f32> = match view.dtype() {
+        let file = &self.files[i];
+        let path = &file.path;
+        let info = file
+            .meta
+            .info(name)
+            .ok_or_else(|| Error::checkpoint(path, format!("tensor `{name}` not in the header")))?;
+        let (start, end) = info.data_offsets;
+        let bytes = file
+            .map
+            .get(file.data_start + start..file.data_start + end)
+            .ok_or_else(|| Error::checkpoint(path, format!("tensor `{name}`: data out of bounds")))?;
+        let data: Vec<f32> = match info.dtype {
             Dtype::F32 => bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -137,6 +157,6 @@ impl Checkpoint {
                 ))
             }
         };
-        Ok(Some((view.shape().to_vec(), data)))
+        Ok(Some((info.shape.clone(), data)))
     }
 }
