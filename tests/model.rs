@@ -294,3 +294,27 @@ fn load_errors_name_what_is_wrong() {
     .unwrap();
     assert!(err.to_string().contains("--device cpu"), "{err}");
 }
+
+/// Reused buffers (same shape, run after run) give exactly what a fresh model gives,
+/// whatever ran before: every op writes all of its output.
+#[test]
+fn reused_buffers_do_not_leak_between_runs() {
+    let reference = Reference::load(&fixtures_dir().join("qa"));
+    let opts = ForwardOptions {
+        output_hidden_states: true,
+        output_attentions: true,
+    };
+    let first = reference.batch("c0");
+    // Same shape, other ids, mask on the other row.
+    let second = Batch::new(vec![vec![7; first.seq()], vec![9; first.seq()]])
+        .unwrap()
+        .with_attention_mask(vec![vec![1, 1, 0, 0, 0, 0, 0, 0, 0], vec![1; first.seq()]])
+        .unwrap();
+    let used = load("qa");
+    used.forward(&first, opts).unwrap();
+    let again = used.forward(&second, opts).unwrap();
+    let fresh = load("qa").forward(&second, opts).unwrap();
+    assert_eq!(again.tensors, fresh.tensors);
+    assert_eq!(again.hidden_states, fresh.hidden_states);
+    assert_eq!(again.attentions, fresh.attentions);
+}

@@ -73,7 +73,7 @@ pub trait Backend: Send + Sync {
 /// The backend for `device`.
 pub fn create(device: Device) -> Result<Box<dyn Backend>> {
     match device {
-        Device::Cpu => Ok(Box::new(cpu::CpuBackend)),
+        Device::Cpu => Ok(Box::new(cpu::CpuBackend::default())),
         Device::Cuda(_) => Err(Error::Unsupported(
             "the CUDA backend is not implemented yet; use --device cpu".into(),
         )),

@@ -130,7 +130,9 @@ impl Checkpoint {
         let bytes = file
             .map
             .get(file.data_start + start..file.data_start + end)
-            .ok_or_else(|| Error::checkpoint(path, format!("tensor `{name}`: data out of bounds")))?;
+            .ok_or_else(|| {
+                Error::checkpoint(path, format!("tensor `{name}`: data out of bounds"))
+            })?;
         let data: Vec<f32> = match info.dtype {
             Dtype::F32 => bytes
                 .chunks_exact(4)

@@ -9,6 +9,8 @@ pub mod layernorm;
 pub mod linear;
 pub mod matmul;
 
+use std::sync::Mutex;
+
 use super::{Backend, Device};
 use crate::batch::Batch;
 use crate::cache::KvCache;
@@ -21,15 +23,34 @@ use attention::{AttnShape, KvSource, RelativeTable};
 use embeddings::EmbeddingTables;
 
 /// Executes plans on the host.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CpuBackend;
+///
+/// Arenas (every buffer of a plan) are kept after a run and reused by the next run of the
+/// same buffer sizes, so steady-state forwards allocate nothing but their outputs.
+/// Every op writes all of its output, so a reused arena needs no clearing.
+#[derive(Debug, Default)]
+pub struct CpuBackend {
+    arenas: Mutex<Vec<Arena>>,
+}
 
-/// The plan's buffers, allocated once per run.
+/// Arenas kept for reuse (one per recent shape; concurrent callers may add more).
+const KEPT_ARENAS: usize = 4;
+
+/// The plan's buffers.
+#[derive(Debug)]
 struct Arena {
     bufs: Vec<Vec<f32>>,
 }
 
 impl Arena {
+    fn fits(&self, plan: &Plan) -> bool {
+        self.bufs.len() == plan.bufs.len()
+            && self
+                .bufs
+                .iter()
+                .zip(&plan.bufs)
+                .all(|(b, d)| b.len() == d.len)
+    }
+
     /// Takes `out` out of the arena so the op can write it while reading the others.
     fn take(&mut self, out: BufId) -> Vec<f32> {
         std::mem::take(&mut self.bufs[out.0])
@@ -61,9 +82,13 @@ impl Backend for CpuBackend {
         batch: &Batch,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Vec<Tensor>> {
-        let mut arena = Arena {
+        let reused = self.arenas.lock().ok().and_then(|mut kept| {
+            let i = kept.iter().position(|a| a.fits(plan))?;
+            Some(kept.swap_remove(i))
+        });
+        let mut arena = reused.unwrap_or_else(|| Arena {
             bufs: plan.bufs.iter().map(|b| vec![0.0; b.len]).collect(),
-        };
+        });
         let mask = match cache.as_deref() {
             Some(c) => c.full_mask(batch.attention_mask(), batch.seq()),
             None => batch.attention_mask().to_vec(),
@@ -82,7 +107,8 @@ impl Backend for CpuBackend {
         if let Some(c) = cache {
             c.advance(batch.attention_mask(), batch.seq());
         }
-        plan.outputs
+        let outputs = plan
+            .outputs
             .iter()
             .map(|o| {
                 let data = arena.bufs[o.buf.0].clone();
@@ -90,7 +116,14 @@ impl Backend for CpuBackend {
                     Error::Unsupported(format!("plan bug: output {} has the wrong size", o.name))
                 })
             })
-            .collect()
+            .collect();
+        if let Ok(mut kept) = self.arenas.lock() {
+            if kept.len() >= KEPT_ARENAS {
+                kept.remove(0);
+            }
+            kept.push(arena);
+        }
+        outputs
     }
 }
 
