@@ -361,17 +361,12 @@ impl BertTokenizer {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(
+fn read_json<T: serde::de::DeserializeOwned>(
     read: &dyn Fn(&str) -> Result<Option<Vec<u8>>>,
     name: &str,
     origin: &Path,
 ) -> Result<Option<T>> {
-    match read(name)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::checkpoint(origin.join(name), format!("invalid JSON: {e}"))),
-    }
+    crate::weights::source::parse_json(read(name)?, &origin.join(name))
 }
 
 /// Builds what transformers' BertTokenizerFast builds from a vocab.txt.

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{batched, f32_list, row, Answer, Pipeline};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::weights::ModelSource;
 
 /// How token states become one vector.
@@ -52,25 +52,17 @@ struct Module {
     kind: String,
 }
 
-fn read<T: for<'de> Deserialize<'de>>(source: &ModelSource, name: &str) -> Result<Option<T>> {
-    match source.read_file(name)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::checkpoint(source.path().join(name), format!("invalid JSON: {e}"))),
-    }
-}
-
 impl EmbedConfig {
     /// Reads modules.json, the Pooling module's config and sentence_bert_config.json.
     pub(super) fn from_source(source: &ModelSource) -> Result<Self> {
-        let modules: Vec<Module> = read(source, "modules.json")?.unwrap_or_default();
+        let modules: Vec<Module> = source.read_json("modules.json")?.unwrap_or_default();
         let pooling_dir = modules
             .iter()
             .find(|m| m.kind.ends_with(".Pooling"))
             .map_or("1_Pooling", |m| m.path.as_str());
-        let pooling =
-            read::<PoolingFile>(source, &format!("{pooling_dir}/config.json"))?.map(|f| {
+        let pooling = source
+            .read_json::<PoolingFile>(&format!("{pooling_dir}/config.json"))?
+            .map(|f| {
                 if f.pooling_mode_cls_token {
                     Pooling::Cls
                 } else if f.pooling_mode_max_tokens {
@@ -87,7 +79,7 @@ impl EmbedConfig {
         struct StConfig {
             max_seq_length: Option<usize>,
         }
-        let st: Option<StConfig> = read(source, "sentence_bert_config.json")?;
+        let st: Option<StConfig> = source.read_json("sentence_bert_config.json")?;
         Ok(EmbedConfig {
             pooling,
             normalize: modules.iter().any(|m| m.kind.ends_with(".Normalize")),

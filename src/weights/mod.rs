@@ -9,7 +9,7 @@
 
 mod checkpoint;
 pub mod packed;
-mod source;
+pub(crate) mod source;
 
 pub use checkpoint::Checkpoint;
 pub use packed::PackedFile;

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
+
 use super::{Checkpoint, PackedFile, WeightSource};
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
@@ -97,6 +99,11 @@ impl ModelSource {
         }
     }
 
+    /// A side file parsed as JSON, if present.
+    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        parse_json(self.read_file(name)?, &self.path().join(name))
+    }
+
     /// Where the model came from, for messages.
     pub fn path(&self) -> &Path {
         match self {
@@ -104,4 +111,17 @@ impl ModelSource {
             ModelSource::Packed(p) => p.path(),
         }
     }
+}
+
+/// Parses an optional side file's bytes as JSON; errors name `path`.
+pub(crate) fn parse_json<T: DeserializeOwned>(
+    bytes: Option<Vec<u8>>,
+    path: &Path,
+) -> Result<Option<T>> {
+    bytes
+        .map(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| Error::checkpoint(path, format!("invalid JSON: {e}")))
+        })
+        .transpose()
 }
