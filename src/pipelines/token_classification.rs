@@ -33,10 +33,11 @@ fn argmax(v: &[f64]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }
 
-/// Characters start..end of `text` (character offsets).
-fn char_slice(text: &str, start: usize, end: usize) -> &str {
-    let byte = |c: usize| text.char_indices().nth(c).map_or(text.len(), |(b, _)| b);
-    &text[byte(start)..byte(end)]
+/// Characters start..end of `text`, given the byte index of every character
+/// (`bytes[c]`, plus text.len() at the end).
+fn char_slice<'t>(text: &'t str, bytes: &[usize], start: usize, end: usize) -> &'t str {
+    let at = |c: usize| bytes.get(c).copied().unwrap_or(text.len());
+    &text[at(start)..at(end).max(at(start))]
 }
 
 pub(super) fn run(p: &Pipeline, value: &Value) -> Result<Answer> {
@@ -79,6 +80,7 @@ pub(super) fn run(p: &Pipeline, value: &Value) -> Result<Answer> {
     let labels = p.model.config().num_labels();
     let config = p.model.config();
     let unk = p.tokenizer.specials().unk;
+    let char_bytes: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
     let mut entities: Vec<Value> = Vec::new();
     let mut spans: Vec<(usize, usize, f64, Value)> = Vec::new();
     for (w, enc) in windows.iter().enumerate() {
@@ -89,7 +91,7 @@ pub(super) fn run(p: &Pipeline, value: &Value) -> Result<Answer> {
                 continue;
             }
             let (start, end) = enc.offsets[i];
-            let word_ref = char_slice(text, start, end);
+            let word_ref = char_slice(text, &char_bytes, start, end);
             let mut word = enc.tokens[i].clone();
             let mut is_subword = word.chars().count() != word_ref.chars().count();
             if enc.ids[i] == unk {
