@@ -1,0 +1,60 @@
+//! The CUDA backend itself (lowering, fused steps, arena, packed batches, key/value
+//! caches) run on the host emulation of the kernels: every float64 fixture in f32
+//! (1e-4) and f16 (relative L2 1e-2), and cached decoding against the CPU backend.
+//! The same checks run on a real GPU through tools/gpu-check.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+
+use bertrt::backend::cuda::GpuBackend;
+use bertrt::{Device, Dtype, Model, Result};
+use common::device::{check_cached_decoding, check_fixture, fixture_names};
+use common::fixtures_dir;
+use kernel_harness::HostGpu;
+
+fn emulated(dtype: Dtype) -> impl Fn(&Path) -> Result<Model> {
+    move |dir| {
+        let backend = GpuBackend::new(HostGpu, Device::Cuda(0), dtype);
+        Model::load_on(dir, None, Box::new(backend))
+    }
+}
+
+fn every_fixture(dtype: Dtype) {
+    let names = fixture_names();
+    assert!(names.len() >= 20, "fixtures not found");
+    let failures: Vec<String> = names
+        .iter()
+        .flat_map(|n| check_fixture(n, dtype, &emulated(dtype)))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_fixture_in_f32() {
+    every_fixture(Dtype::F32);
+}
+
+#[test]
+fn every_fixture_in_f16() {
+    every_fixture(Dtype::F16);
+}
+
+fn cached_decoding(dtype: Dtype) {
+    let dir = fixtures_dir().join("lm_decoder");
+    let cpu = Model::load(&dir, None, Device::Cpu).expect("cpu model");
+    let model = emulated(dtype)(&dir).expect("emulated model");
+    let failures = check_cached_decoding(&model, &cpu, dtype);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn cached_decoding_in_f32() {
+    cached_decoding(Dtype::F32);
+}
+
+#[test]
+fn cached_decoding_in_f16() {
+    cached_decoding(Dtype::F16);
+}
