@@ -5,6 +5,8 @@
 
 use std::alloc::Layout;
 use std::ffi::{c_char, c_void, CString};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bertrt::backend::cuda::{DevPtr, Dtype, Gemm, Geometry, Gpu};
 use bertrt::{Error, Result};
@@ -21,9 +23,18 @@ extern "C" {
     ) -> i32;
 }
 
-/// The emulated device (stateless: memory is host memory).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HostGpu;
+/// The emulated device: memory is host memory; clones share the allocation count.
+#[derive(Debug, Clone, Default)]
+pub struct HostGpu {
+    allocations: Arc<AtomicUsize>,
+}
+
+impl HostGpu {
+    /// Allocations made through this device (and its clones) so far.
+    pub fn allocations(&self) -> usize {
+        self.allocations.load(Ordering::SeqCst)
+    }
+}
 
 /// A zeroed, 256-byte aligned host allocation standing in for device memory.
 #[derive(Debug)]
@@ -85,6 +96,7 @@ impl Gpu for HostGpu {
             .map_err(|e| Error::Cuda(format!("allocation of {bytes} bytes: {e}")))?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        self.allocations.fetch_add(1, Ordering::SeqCst);
         if ptr.is_null() {
             return Err(Error::Cuda(format!("out of host memory ({bytes} bytes)")));
         }

@@ -30,7 +30,7 @@ pub unsafe fn launch_raw<A>(name: &str, grid: [u32; 3], block: [u32; 3], smem: u
     let geometry = Geometry { grid, block, smem };
     // SAFETY: forwarded to the caller.
     unsafe {
-        HostGpu.launch(
+        HostGpu::default().launch(
             name,
             geometry,
             (args as *const A).cast(),
@@ -126,7 +126,8 @@ pub fn embeddings<E: Elem>(
     };
     // SAFETY: every index the kernel reads was checked against its table above; it
     // writes out[t * hidden .. (t + 1) * hidden] for t < tokens.
-    unsafe { cuda::embeddings(&HostGpu, E::DTYPE, &args) }.unwrap_or_else(|e| panic!("{e}"));
+    unsafe { cuda::embeddings(&HostGpu::default(), E::DTYPE, &args) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// layernorm_*: out = LayerNorm(act(x + bias) + residual), one block of [`row_threads`]
@@ -162,7 +163,8 @@ pub fn layernorm<E: Elem>(
         eps,
     };
     // SAFETY: rows * width elements in x, residual and out; width in bias, gamma, beta.
-    unsafe { cuda::layernorm(&HostGpu, E::DTYPE, &args) }.unwrap_or_else(|e| panic!("{e}"));
+    unsafe { cuda::layernorm(&HostGpu::default(), E::DTYPE, &args) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// bias_act_*: out = act(x + bias) over [rows, n]; 256 threads a block, at most
@@ -187,7 +189,7 @@ pub fn bias_act<E: Elem>(
         act: act_code(act),
     };
     // SAFETY: rows * n elements in x and out, n in bias.
-    unsafe { cuda::bias_act(&HostGpu, E::DTYPE, &args, max_blocks) }
+    unsafe { cuda::bias_act(&HostGpu::default(), E::DTYPE, &args, max_blocks) }
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -297,7 +299,7 @@ pub fn qkv_split<E: Elem>(
     };
     // SAFETY: rows of valid tokens only are read; every written row lies in the layout
     // whose size was checked above.
-    unsafe { cuda::qkv_split(&HostGpu, E::DTYPE, &args, r.batch()) }
+    unsafe { cuda::qkv_split(&HostGpu::default(), E::DTYPE, &args, r.batch()) }
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -371,7 +373,7 @@ pub fn attention<E: Elem>(
     // sequence's length and keys below past + length <= capacity; the key mask holds
     // past + max_len entries per sequence; distance rows stay below 2 * max_positions - 1
     // because past + max_len <= max_positions; out and probs were sized above.
-    unsafe { cuda::attention(&HostGpu, E::DTYPE, &args, r.batch(), path) }
+    unsafe { cuda::attention(&HostGpu::default(), E::DTYPE, &args, r.batch(), path) }
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -396,7 +398,8 @@ pub fn gather_cls<E: Elem>(
         act: act_code(act),
     };
     // SAFETY: rows cu_seqlens[b] < total are read; batch rows written.
-    unsafe { cuda::gather_cls(&HostGpu, E::DTYPE, &args) }.unwrap_or_else(|e| panic!("{e}"));
+    unsafe { cuda::gather_cls(&HostGpu::default(), E::DTYPE, &args) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// qa_split_*: [tokens, 2] logits -> padded start and end logits [batch, max_len].
@@ -422,7 +425,7 @@ pub fn qa_split<E: Elem>(
         fill,
     };
     // SAFETY: valid tokens' logits are read; batch * max_len values written to each.
-    unsafe { cuda::qa_split(&HostGpu, E::DTYPE, &args, r.batch()) }
+    unsafe { cuda::qa_split(&HostGpu::default(), E::DTYPE, &args, r.batch()) }
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -457,5 +460,6 @@ pub fn label_probs<E: Elem>(
         mode: mode as i32,
     };
     // SAFETY: rows * labels elements in x and out, labels in bias.
-    unsafe { cuda::label_probs(&HostGpu, E::DTYPE, &args) }.unwrap_or_else(|e| panic!("{e}"));
+    unsafe { cuda::label_probs(&HostGpu::default(), E::DTYPE, &args) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -14,11 +14,15 @@ use common::device::{check_cached_decoding, check_fixture, fixture_names};
 use common::fixtures_dir;
 use kernel_harness::HostGpu;
 
-fn emulated(dtype: Dtype) -> impl Fn(&Path) -> Result<Model> {
+fn emulated_on(gpu: HostGpu, dtype: Dtype) -> impl Fn(&Path) -> Result<Model> {
     move |dir| {
-        let backend = GpuBackend::new(HostGpu, Device::Cuda(0), dtype);
+        let backend = GpuBackend::new(gpu.clone(), Device::Cuda(0), dtype);
         Model::load_on(dir, None, Box::new(backend))
     }
+}
+
+fn emulated(dtype: Dtype) -> impl Fn(&Path) -> Result<Model> {
+    emulated_on(HostGpu::default(), dtype)
 }
 
 fn every_fixture(dtype: Dtype) {
@@ -57,4 +61,31 @@ fn cached_decoding_in_f32() {
 #[test]
 fn cached_decoding_in_f16() {
     cached_decoding(Dtype::F16);
+}
+
+#[test]
+fn reserved_arena_serves_smaller_calls_without_allocating() {
+    let dir = fixtures_dir().join("bert_base_tiny");
+    let gpu = HostGpu::default();
+    let model = emulated_on(gpu.clone(), Dtype::F16)(&dir).expect("model");
+    let opts = bertrt::ForwardOptions::default();
+    model.reserve(4, 24, opts).expect("reserve");
+    let before = gpu.allocations();
+    for (rows, len) in [(1, 5), (4, 24), (2, 17)] {
+        let ids = vec![vec![3i64; len]; rows];
+        model
+            .forward(&bertrt::Batch::new(ids).expect("batch"), opts)
+            .expect("forward");
+    }
+    assert_eq!(
+        gpu.allocations(),
+        before,
+        "a call within the reservation allocated"
+    );
+    let big = bertrt::Batch::new(vec![vec![3i64; 30]; 6]).expect("batch");
+    model.forward(&big, opts).expect("forward");
+    assert!(
+        gpu.allocations() > before,
+        "a larger call must grow the arena"
+    );
 }

@@ -103,6 +103,12 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Sets aside memory for `plan` (the largest shape a caller will run), so later
+    /// calls up to that size allocate nothing.
+    fn reserve(&self, _plan: &Plan) -> Result<()> {
+        Ok(())
+    }
+
     /// Executes `plan` on `batch` and returns its outputs in declaration order.
     /// With a cache, attention reads and extends it.
     fn execute(

@@ -214,6 +214,26 @@ impl Model {
         g.finish()
     }
 
+    /// Sets aside the backend's working memory for batches of up to `batch` sequences
+    /// (for multiple choice, every choice counts as a sequence) of `seq` tokens with these options, so that later calls up to that size allocate
+    /// nothing (the CUDA backend otherwise grows its arena on the first larger call).
+    pub fn reserve(&self, batch: usize, seq: usize, opts: ForwardOptions) -> Result<()> {
+        if batch == 0 || seq == 0 || seq > self.config.max_position_embeddings {
+            return Err(Error::Input(format!(
+                "reserve: {batch} x {seq} is not a valid shape for this model"
+            )));
+        }
+        let plan = self.plan(
+            Shape {
+                batch,
+                seq,
+                past: 0,
+            },
+            opts,
+        );
+        self.backend.reserve(&plan)
+    }
+
     /// Runs the head on a batch.
     pub fn forward(&self, batch: &Batch, opts: ForwardOptions) -> Result<Outputs> {
         self.run(batch, opts, None)

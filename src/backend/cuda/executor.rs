@@ -3,7 +3,7 @@
 //! Weights are converted to the backend's dtype and uploaded once, into one allocation.
 //! Every activation buffer of a plan, the per-head Q/K/V scratch and the inputs live in
 //! one arena, laid out per plan and grown (never per call) when a larger plan comes;
-//! [`GpuBackend::reserve`] sizes it ahead of time. Each call uploads its inputs, then
+//! `Model::reserve` sizes it ahead of time. Each call uploads its inputs, then
 //! replays the graph captured for its shape bucket (or records one), and reads back only
 //! the declared outputs. With `BERTRT_CUDA_DEBUG=1`, graphs are off, every step is
 //! followed by a synchronisation and a failure names the op it came from.
@@ -246,16 +246,6 @@ impl<G: Gpu> GpuBackend<G> {
         self.state
             .lock()
             .map_err(|_| Error::Cuda("an earlier call panicked while using the device".into()))
-    }
-
-    /// Grows the arena to hold `plan` (e.g. the largest batch and length a server will
-    /// see), so later calls up to that size allocate nothing.
-    pub fn reserve(&self, plan: &Plan) -> Result<()> {
-        let low = lower(plan)?;
-        let layout = Layout::new(plan, &low, self.dtype.size());
-        let mut st = self.lock()?;
-        self.ensure_arena(&mut st, layout.bytes)?;
-        Ok(())
     }
 
     fn ensure_arena(&self, st: &mut State<G>, bytes: usize) -> Result<DevPtr> {
@@ -588,6 +578,16 @@ impl<G: Gpu> Backend for GpuBackend<G> {
     fn prepare(&self, params: &ParamStore) -> Result<()> {
         let weights = self.upload_weights(params)?;
         self.lock()?.weights = Some(weights);
+        Ok(())
+    }
+
+    /// Grows the arena to hold `plan` (e.g. the largest batch and length a server will
+    /// see), so later calls up to that size allocate nothing.
+    fn reserve(&self, plan: &Plan) -> Result<()> {
+        let low = lower(plan)?;
+        let layout = Layout::new(plan, &low, self.dtype.size());
+        let mut st = self.lock()?;
+        self.ensure_arena(&mut st, layout.bytes)?;
         Ok(())
     }
 
