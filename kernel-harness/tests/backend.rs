@@ -10,7 +10,10 @@ use std::path::Path;
 
 use bertrt::backend::cuda::GpuBackend;
 use bertrt::{Device, Dtype, Model, Result};
-use common::device::{check_cached_decoding, check_fixture, fixture_names};
+use common::device::{
+    check_cached_decoding, check_fixture, check_random_models, fixture_names, RANDOM_BATCHES,
+    RANDOM_SHAPES,
+};
 use common::fixtures_dir;
 use kernel_harness::HostGpu;
 
@@ -88,4 +91,30 @@ fn reserved_arena_serves_smaller_calls_without_allocating() {
         gpu.allocations() > before,
         "a larger call must grow the arena"
     );
+}
+
+/// Random models against the CPU (the small shapes: the emulation is slow).
+fn random_models(dtype: Dtype) {
+    let shapes: Vec<_> = RANDOM_SHAPES
+        .iter()
+        .copied()
+        .filter(|s| s.0 < 768)
+        .collect();
+    let batches: Vec<_> = RANDOM_BATCHES
+        .iter()
+        .copied()
+        .filter(|b| b.0 != [512])
+        .collect();
+    let failures = check_random_models(dtype, &shapes, &batches, &emulated(dtype));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn random_models_in_f32() {
+    random_models(Dtype::F32);
+}
+
+#[test]
+fn random_models_in_f16() {
+    random_models(Dtype::F16);
 }

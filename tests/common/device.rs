@@ -7,9 +7,9 @@
 //! mask is 0 are not compared: a packed batch never computes them (they come back zero).
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use bertrt::{Batch, Dtype, ForwardOptions, KvCache, Model, Result};
+use bertrt::{Batch, BertConfig, Dtype, ForwardOptions, KvCache, Model, Result};
 
 use super::{fixtures_dir, tolerance, RefTensor, Reference};
 
@@ -241,6 +241,177 @@ pub fn check_cached_decoding(model: &Model, cpu: &Model, dtype: Dtype) -> Vec<St
         .collect();
     if dtype == Dtype::F16 {
         failures.extend(l2.verdict(what));
+    }
+    failures
+}
+
+/// A random BertModel checkpoint of the given shape, written once per test run.
+fn random_model(hidden: usize, heads: usize, inter: usize, act: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "bertrt-cuda-{}-{hidden}-{heads}-{inter}-{act}",
+        std::process::id()
+    ));
+    let json = serde_json::json!({
+        "architectures": ["BertModel"], "hidden_size": hidden, "num_hidden_layers": 2,
+        "num_attention_heads": heads, "intermediate_size": inter, "hidden_act": act,
+        "vocab_size": 1000, "max_position_embeddings": 512,
+    });
+    let config = BertConfig::from_json(&json.to_string()).expect("config");
+    bertrt::synthetic::write_checkpoint(&dir, &config, 7).expect("checkpoint");
+    dir
+}
+
+/// A ragged batch: `lens` real tokens each, right-padded (or left-padded) to the longest.
+pub fn batch(lens: &[usize], left: bool) -> Batch {
+    let l = lens.iter().copied().max().unwrap_or(1);
+    let mut ids = Vec::new();
+    let mut mask = Vec::new();
+    for (r, &n) in lens.iter().enumerate() {
+        let real: Vec<i64> = (0..n)
+            .map(|i| ((r * 131 + i * 17) % 97 + 1) as i64)
+            .collect();
+        let (row, m) = if left {
+            (
+                [vec![0; l - n], real].concat(),
+                [vec![0; l - n], vec![1; n]].concat(),
+            )
+        } else {
+            (
+                [real, vec![0; l - n]].concat(),
+                [vec![1; n], vec![0; l - n]].concat(),
+            )
+        };
+        ids.push(row);
+        mask.push(m);
+    }
+    Batch::new(ids)
+        .and_then(|b| b.with_attention_mask(mask))
+        .expect("batch")
+}
+
+/// CUDA against the CPU at real positions: f32 max |d| <= 1e-4 * max(1, max|cpu|);
+/// f16 relative L2 <= 1e-2.
+fn agree(
+    what: &str,
+    dtype: Dtype,
+    got: &[f32],
+    want: &[f32],
+    real: &dyn Fn(usize) -> bool,
+) -> Option<String> {
+    let (mut d2, mut r2, mut max_d, mut max_r) = (0f64, 0f64, 0f64, 0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if !real(i) {
+            continue;
+        }
+        let d = (g as f64 - w as f64).abs();
+        let d = if d.is_nan() { f64::INFINITY } else { d };
+        d2 += d * d;
+        r2 += (w as f64) * (w as f64);
+        max_d = max_d.max(d);
+        max_r = max_r.max((w as f64).abs());
+    }
+    let rel = d2.sqrt() / r2.sqrt().max(1e-30);
+    let ok = match dtype {
+        Dtype::F32 => max_d <= 1e-4 * max_r.max(1.0),
+        Dtype::F16 => rel <= F16_REL_L2,
+    };
+    (!ok).then(|| format!("{what}: max |d| {max_d:.3e}, relative L2 {rel:.3e}"))
+}
+
+/// Random model shapes (hidden, heads, intermediate, activation) for
+/// [`check_random_models`]: head_dim 16, 32 (WMMA in f16), 64 (WMMA) and 12.
+pub const RANDOM_SHAPES: &[(usize, usize, usize, &str)] = &[
+    (48, 3, 100, "gelu"),
+    (96, 3, 200, "gelu_new"),
+    (768, 12, 3072, "gelu"),
+    (36, 3, 37, "relu"),
+];
+
+/// Batches (sequence lengths, left padded) for [`check_random_models`]: one token,
+/// ragged, past a 128-row tile, the longest BERT row, left padding.
+pub const RANDOM_BATCHES: &[(&[usize], bool)] = &[
+    (&[1], false),
+    (&[7, 3, 5], false),
+    (&[130, 1, 64], false),
+    (&[512], false),
+    (&[9, 4], true),
+];
+
+/// Random models against the CPU backend: last_hidden_state and attentions at real
+/// positions, pooler_output everywhere; f32 max |d| <= 1e-4 * max(1, max|cpu|), f16
+/// relative L2 <= 1e-2. Returns the failures.
+pub fn check_random_models(
+    dtype: Dtype,
+    shapes: &[(usize, usize, usize, &str)],
+    batches: &[(&[usize], bool)],
+    load: &dyn Fn(&Path) -> Result<Model>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for &(h, heads, inter, act) in shapes {
+        let dir = random_model(h, heads, inter, act);
+        let cpu = Model::load(&dir, None, bertrt::Device::Cpu).expect("cpu");
+        let gpu = match load(&dir) {
+            Ok(m) => m,
+            Err(e) => {
+                failures.push(format!("h{h}: load: {e}"));
+                continue;
+            }
+        };
+        for &(lens, left) in batches {
+            let b = batch(lens, left);
+            let opts = ForwardOptions {
+                output_hidden_states: false,
+                output_attentions: lens.len() > 1,
+            };
+            let (want, got) = match (cpu.forward(&b, opts), gpu.forward(&b, opts)) {
+                (Ok(w), Ok(g)) => (w, g),
+                (_, Err(e)) | (Err(e), _) => {
+                    failures.push(format!("h{h} {lens:?}: {e}"));
+                    continue;
+                }
+            };
+            let seq = b.seq();
+            let mask = b.attention_mask().to_vec();
+            let token_real = |i: usize| mask[(i / h) / seq * seq + (i / h) % seq] != 0;
+            let what = format!("h{h} heads{heads} {lens:?} left={left}");
+            let (g, w) = (
+                got.get("last_hidden_state").expect("out"),
+                want.get("last_hidden_state").expect("out"),
+            );
+            failures.extend(agree(
+                &format!("{what} last_hidden_state"),
+                dtype,
+                g.data(),
+                w.data(),
+                &token_real,
+            ));
+            let (g, w) = (
+                got.get("pooler_output").expect("out"),
+                want.get("pooler_output").expect("out"),
+            );
+            failures.extend(agree(
+                &format!("{what} pooler_output"),
+                dtype,
+                g.data(),
+                w.data(),
+                &|_| true,
+            ));
+            for (l, (g, w)) in got.attentions.iter().zip(&want.attentions).enumerate() {
+                let keys = seq;
+                let row_real = |i: usize| {
+                    let r = i / (heads * seq * keys);
+                    mask[r * seq + (i / keys) % seq] != 0
+                };
+                failures.extend(agree(
+                    &format!("{what} attentions.{l}"),
+                    dtype,
+                    g.data(),
+                    w.data(),
+                    &row_real,
+                ));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
     failures
 }

@@ -100,15 +100,6 @@ fn plan_bug(msg: String) -> Error {
 }
 
 pub(super) fn lower(plan: &Plan) -> Result<Lowered> {
-    let mut readers = vec![0usize; plan.bufs.len()];
-    for op in &plan.ops {
-        for b in inputs(op) {
-            readers[b.0] += 1;
-        }
-    }
-    for o in &plan.outputs {
-        readers[o.buf.0] += 1;
-    }
     let mut kinds: Vec<Option<Kind>> = vec![None; plan.bufs.len()];
     let kind_of = |kinds: &[Option<Kind>], b: BufId| {
         kinds[b.0].ok_or_else(|| plan_bug(format!("buffer {} read before written", b.0)))
@@ -168,7 +159,7 @@ pub(super) fn lower(plan: &Plan) -> Result<Lowered> {
                     },
                 ));
                 let consumer = match plan.ops.get(i + 1) {
-                    _ if readers[out.0] != 1 => Consumer::None,
+                    _ if readers(plan, i, out) != 1 => Consumer::None,
                     Some(Op::LayerNorm { x: lx, .. }) if *lx == out => Consumer::LayerNorm,
                     Some(Op::Attention { qkv, .. }) if *qkv == out && act.is_none() => {
                         Consumer::Attention
@@ -276,6 +267,30 @@ pub(super) fn lower(plan: &Plan) -> Result<Lowered> {
     Ok(Lowered { steps, kinds })
 }
 
+/// Reads of the value op `at` writes into `buf`: by later ops until one overwrites it
+/// (scratch buffers are shared by layers), or by the plan's outputs if none does.
+fn readers(plan: &Plan, at: usize, buf: BufId) -> usize {
+    let mut n = 0;
+    for op in &plan.ops[at + 1..] {
+        n += inputs(op).iter().filter(|&&b| b == buf).count();
+        if written(op).contains(&buf) {
+            return n;
+        }
+    }
+    n + plan.outputs.iter().filter(|o| o.buf == buf).count()
+}
+
+/// The buffers an op writes.
+fn written(op: &Op) -> Vec<BufId> {
+    match op {
+        Op::Embeddings { out, .. }
+        | Op::Linear { out, .. }
+        | Op::LayerNorm { out, .. }
+        | Op::GatherFirst { out, .. } => vec![*out],
+        Op::Attention { out, probs, .. } => std::iter::once(*out).chain(*probs).collect(),
+    }
+}
+
 /// The buffers an op reads.
 fn inputs(op: &Op) -> Vec<BufId> {
     match op {
@@ -284,5 +299,47 @@ fn inputs(op: &Op) -> Vec<BufId> {
         Op::LayerNorm { x, residual, .. } => std::iter::once(*x).chain(*residual).collect(),
         Op::Attention { qkv, .. } => vec![*qkv],
         Op::GatherFirst { x, .. } => vec![*x],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Shape;
+    use crate::{Device, ForwardOptions, Model};
+
+    /// Every dense layer's bias and activation ride on the kernel after it, except the
+    /// feed-forward intermediate and the pooler, which have no such kernel.
+    #[test]
+    fn bias_activation_and_residual_fuse_into_the_next_kernel() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_base_tiny");
+        let model = Model::load(&dir, None, Device::Cpu).expect("fixture");
+        let layers = model.config().num_hidden_layers;
+        let shape = Shape {
+            batch: 2,
+            seq: 5,
+            past: 0,
+        };
+        let low = lower(&model.plan(shape, ForwardOptions::default())).expect("lowers");
+        let count = |f: fn(&Step) -> bool| low.steps.iter().filter(|(_, s)| f(s)).count();
+        assert_eq!(count(|s| matches!(s, Step::Gemm { .. })), 4 * layers + 1);
+        assert_eq!(count(|s| matches!(s, Step::BiasAct { .. })), layers + 1);
+        assert_eq!(
+            count(|s| matches!(
+                s,
+                Step::LayerNorm {
+                    bias: Some(_),
+                    residual: Some(_),
+                    ..
+                }
+            )),
+            2 * layers
+        );
+        assert_eq!(
+            count(|s| matches!(s, Step::Attention { bias: Some(_), .. })),
+            layers
+        );
+        assert_eq!(low.kinds.iter().filter(|k| **k == Kind::Batch).count(), 2);
     }
 }
