@@ -9,6 +9,29 @@ use super::gpu::{Dtype, Geometry, Gpu};
 use crate::config::Activation;
 use crate::error::{Error, Result};
 
+/// Every entry point of kernels/*.cu, sorted (the harness checks this list against the
+/// kernels' BERTRT_ENTRY lines; the driver loads them all up front).
+pub const ENTRY_POINTS: [&str; 18] = [
+    "attention_f16",
+    "attention_f16_hd32",
+    "attention_f16_hd64",
+    "attention_f32",
+    "bias_act_f16",
+    "bias_act_f32",
+    "embeddings_f16",
+    "embeddings_f32",
+    "gather_cls_f16",
+    "gather_cls_f32",
+    "label_probs_f16",
+    "label_probs_f32",
+    "layernorm_f16",
+    "layernorm_f32",
+    "qa_split_f16",
+    "qa_split_f32",
+    "qkv_split_f16",
+    "qkv_split_f32",
+];
+
 /// The kernels' activation code (common.cuh `Act`).
 pub fn act_code(act: Option<Activation>) -> i32 {
     match act {
