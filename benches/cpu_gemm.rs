@@ -32,6 +32,13 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_millis(500));
     group.measurement_time(std::time::Duration::from_millis(1500));
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        const ITERS: usize = 1 << 16;
+        group.throughput(Throughput::Elements((ITERS * 24 * 32) as u64));
+        // SAFETY: AVX-512F was detected just above.
+        group.bench_function("fma_peak", |bn| bn.iter(|| unsafe { peak::fma(ITERS) }));
+    }
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -89,13 +96,6 @@ fn bench(c: &mut Criterion) {
                 );
             }
         }
-    }
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
-        const ITERS: usize = 1 << 16;
-        group.throughput(Throughput::Elements((ITERS * 24 * 32) as u64));
-        // SAFETY: AVX-512F was detected just above.
-        group.bench_function("fma_peak", |bn| bn.iter(|| unsafe { peak::fma(ITERS) }));
     }
     group.finish();
 }

@@ -6,10 +6,15 @@
 //! one contiguous stream. Columns past n in the last panel are zero. Panels start on a
 //! 64-byte boundary so every 16-lane row of a panel is one cache line.
 
+use rayon::prelude::*;
+
 use super::NR;
 
 /// f32 values per cache line.
 const LINE: usize = 16;
+
+/// Weights of at least this many values are packed by several threads.
+const PARALLEL_PACK: usize = 1 << 16;
 
 /// A [n, k] weight repacked into ceil(n / NR) panels of k x NR values.
 #[derive(Debug, Clone)]
@@ -33,7 +38,7 @@ impl PackedWeight {
         let misalign = (data.as_ptr() as usize / std::mem::size_of::<f32>()) % LINE;
         let start = (LINE - misalign) % LINE;
         let body = &mut data[start..start + len];
-        for (p, panel) in body.chunks_exact_mut(k.max(1) * NR).enumerate() {
+        let pack_panel = |(p, panel): (usize, &mut [f32])| {
             let cols = NR.min(n - p * NR);
             for j in 0..cols {
                 let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
@@ -41,6 +46,15 @@ impl PackedWeight {
                     panel[kk * NR + j] = v;
                 }
             }
+        };
+        // Panels are independent; big weights are packed on the rayon pool.
+        let size = k.max(1) * NR;
+        if len >= PARALLEL_PACK {
+            body.par_chunks_exact_mut(size)
+                .enumerate()
+                .for_each(pack_panel);
+        } else {
+            body.chunks_exact_mut(size).enumerate().for_each(pack_panel);
         }
         Some(PackedWeight { n, k, data, start })
     }
