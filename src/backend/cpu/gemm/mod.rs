@@ -227,10 +227,10 @@ pub fn linear_with(
         blocks,
     };
     let tasks = blocks.row_blocks * blocks.col_blocks;
-    if threads <= 1 || tasks == 1 {
-        (0..tasks).for_each(|t| ctx.run(t));
-    } else {
+    if threads > 1 && tasks > 1 && rows * n * k >= SERIAL_WORK {
         (0..tasks).into_par_iter().for_each(|t| ctx.run(t));
+    } else {
+        (0..tasks).for_each(|t| ctx.run(t));
     }
 }
 
