@@ -8,7 +8,7 @@
 //!   padded.
 //! - x is not packed: the microkernel broadcasts x[r, kk] straight from row-major x.
 //! - Microkernels per ISA, chosen once at run time: AVX-512F (8 x 48 tile, 24 zmm
-//!   accumulators), AVX2 + FMA (4 x 24, twice per panel) and portable scalar loops. Short
+//!   accumulators), AVX2 + FMA (6 x 16, three times per panel) and portable scalar loops. Short
 //!   row tiles use the same kernels instantiated for fewer rows; a ragged last panel is
 //!   computed through a stack tile and copied out (the generic edge path).
 //! - Blocking: k is cut into blocks of at most [`KC`]; a task owns a block of rows and a
