@@ -1,14 +1,72 @@
 //! Dense layer: out = act(x · wᵀ + b), weights stored [n, k] as in checkpoints.
+//!
+//! The backend runs linears through the packed GEMM ([`super::gemm`]); each weight is
+//! packed the first time a plan uses it and kept in a [`PackedWeights`] cache for the
+//! life of the backend. [`linear_unpacked`], the `gemm`-crate path on the checkpoint
+//! layout, stays as the baseline the benchmarks and tests compare against.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
 use super::activation;
+use super::gemm::{self, PackedWeight};
 use super::matmul::{matmul, View};
 use crate::config::Activation;
+use crate::tensor::Tensor;
+use crate::weights::WeightId;
 
-/// out[rows, n] = act(x[rows, k] · w[n, k]ᵀ + b[n]).
-#[allow(clippy::too_many_arguments)]
+/// Packed copies of the weights linears have used, keyed by weight id and storage address.
+/// A backend belongs to one model, which owns the parameter store for as long as the
+/// backend lives, so an address cannot be reused by another tensor while it is cached;
+/// the address in the key keeps a backend handed a second store from mixing them up.
+/// Memory: about one more copy of every linear weight (panels are zero-padded to 48
+/// columns).
+#[derive(Debug, Default)]
+pub struct PackedWeights {
+    packed: Mutex<HashMap<(WeightId, usize), Arc<PackedWeight>>>,
+}
+
+impl PackedWeights {
+    /// The packed form of `w` ([n, k]), packing it on first use. `None` when the tensor
+    /// does not hold n * k values.
+    pub fn get(&self, id: WeightId, w: &Tensor, n: usize, k: usize) -> Option<Arc<PackedWeight>> {
+        let key = (id, w.data().as_ptr() as usize);
+        let hit = |p: &Arc<PackedWeight>| p.n() == n && p.k() == k;
+        if let Some(p) = self.lock().get(&key).filter(|p| hit(p)) {
+            return Some(Arc::clone(p));
+        }
+        // Packed outside the lock; two threads racing on one weight both pack it and one
+        // copy wins, which is harmless.
+        let p = Arc::new(PackedWeight::pack(w.data(), n, k)?);
+        self.lock().insert(key, Arc::clone(&p));
+        Some(p)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(WeightId, usize), Arc<PackedWeight>>> {
+        // A panic while holding the lock cannot leave the map half-updated (inserts are
+        // single calls), so a poisoned lock is still usable.
+        self.packed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// out[rows, n] = act(x[rows, k] · wᵀ + b[n]) with `w` already packed.
 pub fn linear(
+    x: &[f32],
+    w: &PackedWeight,
+    b: Option<&[f32]>,
+    act: Option<Activation>,
+    rows: usize,
+    out: &mut [f32],
+) {
+    gemm::linear(x, rows, w, b, act, out);
+}
+
+/// out[rows, n] = act(x[rows, k] · w[n, k]ᵀ + b[n]) through the `gemm` crate on the
+/// unpacked weight, then a separate bias/activation pass (the previous CPU path).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_unpacked(
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
@@ -17,6 +75,7 @@ pub fn linear(
     k: usize,
     n: usize,
     out: &mut [f32],
+    threads: usize,
 ) {
     assert!(x.len() >= rows * k && w.len() == n * k && out.len() >= rows * n);
     matmul(
@@ -24,7 +83,7 @@ pub fn linear(
         n,
         View::rows(x, rows, k, k),
         View::transposed(w, k, n, k),
-        rayon::current_num_threads(),
+        threads,
     );
     bias_act(&mut out[..rows * n], n, b, act);
 }
@@ -44,4 +103,30 @@ pub fn bias_act(out: &mut [f32], n: usize, b: Option<&[f32]>, act: Option<Activa
             activation::apply_slice(act, row);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_and_unpacked_paths_agree() {
+        let (rows, k, n) = (19, 64, 100);
+        let x: Vec<f32> = (0..rows * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.91).cos()).collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+        let tensor = Tensor::new(vec![n, k], w.clone()).expect("sizes match");
+        let cache = PackedWeights::default();
+        let packed = cache.get(WeightId(0), &tensor, n, k).expect("sizes match");
+        let again = cache.get(WeightId(0), &tensor, n, k).expect("cached");
+        assert!(Arc::ptr_eq(&packed, &again), "packed once, then reused");
+        assert!(cache.get(WeightId(1), &tensor, n, k + 1).is_none());
+        let act = Some(Activation::Gelu);
+        let (mut new, mut old) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+        linear(&x, &packed, Some(&b), act, rows, &mut new);
+        linear_unpacked(&x, &w, Some(&b), act, rows, k, n, &mut old, 2);
+        for (a, b) in new.iter().zip(&old) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
 }

@@ -1,10 +1,12 @@
 //! The CPU backend: every op in f32, the reference the GPU is checked against.
-//! Dense products go through the `gemm` crate on the rayon pool.
+//! Linears run on the packed GEMM of [`gemm`] (weights packed once, on first use);
+//! attention's products go through the `gemm` crate. Both use the rayon pool.
 
 pub mod activation;
 pub mod attention;
 pub mod embeddings;
 pub mod fastmath;
+pub mod gemm;
 pub mod layernorm;
 pub mod linear;
 pub mod matmul;
@@ -21,6 +23,7 @@ use crate::weights::ParamStore;
 
 use attention::{AttnShape, KvSource, RelativeTable};
 use embeddings::EmbeddingTables;
+use linear::PackedWeights;
 
 /// Executes plans on the host.
 ///
@@ -30,6 +33,8 @@ use embeddings::EmbeddingTables;
 #[derive(Debug, Default)]
 pub struct CpuBackend {
     arenas: Mutex<Vec<Arena>>,
+    /// Linear weights packed for the GEMM, each on its first use.
+    packed: PackedWeights,
 }
 
 /// Arenas kept for reuse (one per recent shape; concurrent callers may add more).
@@ -100,12 +105,13 @@ impl Backend for CpuBackend {
             run_op(
                 op,
                 plan,
+                &self.packed,
                 params,
                 batch,
                 &mask,
                 cache.as_deref_mut(),
                 &mut arena,
-            );
+            )?;
         }
         if let Some(c) = cache {
             c.advance(batch.attention_mask(), batch.seq());
@@ -130,15 +136,17 @@ impl Backend for CpuBackend {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_op(
     op: &Op,
     plan: &Plan,
+    packed: &PackedWeights,
     params: &ParamStore,
     batch: &Batch,
     mask: &[u8],
     cache: Option<&mut KvCache>,
     arena: &mut Arena,
-) {
+) -> Result<()> {
     let w = |id| params.get(id).data();
     let shape = plan.shape;
     match *op {
@@ -181,7 +189,12 @@ fn run_op(
             out,
         } => {
             let mut dst = arena.take(out);
-            linear::linear(arena.get(x), w(weight), b.map(w), act, rows, k, n, &mut dst);
+            let packed = packed
+                .get(weight, params.get(weight), n, k)
+                .ok_or_else(|| {
+                    Error::Unsupported(format!("plan bug: linear weight is not [{n}, {k}]"))
+                })?;
+            linear::linear(arena.get(x), &packed, b.map(w), act, rows, &mut dst);
             arena.put(out, dst);
         }
         Op::LayerNorm {
@@ -276,4 +289,5 @@ fn run_op(
             arena.put(out, dst);
         }
     }
+    Ok(())
 }

@@ -1,0 +1,120 @@
+//! Old vs new linear GEMM on a shared, noisy machine: for each BERT dense shape the
+//! `gemm`-crate path and the packed GEMM run alternately, REPS times each, and the fastest
+//! run of each is reported in GFLOP/s (the fastest is the run least disturbed by other
+//! load), with the f32 FMA peak measured the same way.
+//! `cargo run --release --example gemm_compare -- [THREADS] [REPS] [ROWS...]`; set
+//! `GEMM_ISA=avx2` or `GEMM_ISA=scalar` to time that microkernel instead of the best one.
+
+use std::time::Instant;
+
+use bertrt::backend::cpu::gemm::{linear_with, Isa, PackedWeight};
+use bertrt::backend::cpu::linear::linear_unpacked;
+
+const SHAPES: [(usize, usize); 8] = [
+    (384, 1152),
+    (384, 384),
+    (384, 1536),
+    (1536, 384),
+    (768, 2304),
+    (768, 768),
+    (768, 3072),
+    (3072, 768),
+];
+
+fn seconds(f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<usize>().ok());
+    let threads = args.next().unwrap_or(1);
+    let reps = args.next().unwrap_or(20);
+    let mut rows_list: Vec<usize> = args.collect();
+    if rows_list.is_empty() {
+        rows_list = vec![1, 128, 1024];
+    }
+    let isa = match std::env::var("GEMM_ISA").as_deref() {
+        Ok("avx2") => Isa::Avx2,
+        Ok("scalar") => Isa::Scalar,
+        _ => Isa::detect(),
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        let iters = 1 << 18;
+        let best = (0..reps)
+            // SAFETY: AVX-512F was detected just above.
+            .map(|_| {
+                seconds(&mut || {
+                    std::hint::black_box(unsafe { peak(iters) });
+                })
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "fma peak, one core: {:.1} GFLOP/s",
+            (iters * 24 * 32) as f64 / best / 1e9
+        );
+    }
+    println!("threads {threads}, packed GEMM on {isa:?}, best of {reps} alternating runs; GFLOP/s");
+    println!(
+        "{:>16} {:>10} {:>10} {:>7}",
+        "rows x k x n", "gemm-crate", "packed", "new/old"
+    );
+    for &rows in &rows_list {
+        for (k, n) in SHAPES {
+            let x: Vec<f32> = (0..rows * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.91).cos()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.13).sin()).collect();
+            let packed = PackedWeight::pack(&w, n, k).expect("sizes match");
+            let mut out = vec![0.0; rows * n];
+            let (mut old, mut new) = (f64::INFINITY, f64::INFINITY);
+            pool.install(|| {
+                for _ in 0..reps {
+                    old = old.min(seconds(&mut || {
+                        linear_unpacked(&x, &w, Some(&b), None, rows, k, n, &mut out, threads)
+                    }));
+                    new = new.min(seconds(&mut || {
+                        linear_with(isa, threads, &x, rows, &packed, Some(&b), None, &mut out)
+                    }));
+                }
+            });
+            let flop = 2.0 * (rows * k * n) as f64;
+            println!(
+                "{:>16} {:>10.1} {:>10.1} {:>7.2}",
+                format!("{rows}x{k}x{n}"),
+                flop / old / 1e9,
+                flop / new / 1e9,
+                old / new
+            );
+        }
+    }
+}
+
+/// 24 independent zmm FMA chains, `iters` steps each (32 FLOP per FMA).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn peak(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(0.5); 24];
+    let a = _mm512_set1_ps(std::hint::black_box(0.999));
+    let b = _mm512_set1_ps(std::hint::black_box(0.001));
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    let sum = acc
+        .iter()
+        .fold(_mm512_setzero_ps(), |s, v| _mm512_add_ps(s, *v));
+    _mm512_reduce_add_ps(sum)
+}
