@@ -3,9 +3,12 @@
 /// Keys, values and the attention mask of every token decoded so far, per layer.
 ///
 /// Storage is sized once for `capacity` positions ([batch, heads, capacity, head_dim] per
-/// layer for keys and for values), so decoding allocates nothing per step.
-#[derive(Debug, Clone)]
+/// layer for keys and for values), so decoding allocates nothing per step. It is made by
+/// the backend that first uses the cache: host vectors on the CPU, device memory on a
+/// GPU (freed when the cache is dropped).
+#[derive(Debug)]
 pub struct KvCache {
+    pub(crate) layers: usize,
     pub(crate) batch: usize,
     pub(crate) heads: usize,
     pub(crate) head_dim: usize,
@@ -15,6 +18,17 @@ pub struct KvCache {
     pub(crate) values: Vec<Vec<f32>>,
     /// [batch, capacity]: 1 where a cached token may be attended to.
     pub(crate) mask: Vec<u8>,
+    /// A GPU backend's keys and values.
+    pub(crate) device: Option<DeviceState>,
+}
+
+/// Backend-owned storage of a cache (device memory), opaque to everything else.
+pub(crate) struct DeviceState(pub(crate) Box<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for DeviceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceState")
+    }
 }
 
 impl KvCache {
@@ -25,16 +39,26 @@ impl KvCache {
         head_dim: usize,
         capacity: usize,
     ) -> Self {
-        let per_layer = batch * heads * capacity * head_dim;
         KvCache {
+            layers,
             batch,
             heads,
             head_dim,
             capacity,
             len: 0,
-            keys: vec![vec![0.0; per_layer]; layers],
-            values: vec![vec![0.0; per_layer]; layers],
+            keys: Vec::new(),
+            values: Vec::new(),
             mask: vec![0; batch * capacity],
+            device: None,
+        }
+    }
+
+    /// Allocates the host storage (CPU backend) on first use.
+    pub(crate) fn ensure_host(&mut self) {
+        if self.keys.len() != self.layers {
+            let per_layer = self.batch * self.heads * self.capacity * self.head_dim;
+            self.keys = vec![vec![0.0; per_layer]; self.layers];
+            self.values = vec![vec![0.0; per_layer]; self.layers];
         }
     }
 

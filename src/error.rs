@@ -64,6 +64,10 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
 
+    /// The CUDA driver, a CUDA library or a kernel reported a failure.
+    #[error("CUDA: {0}")]
+    Cuda(String),
+
     /// Fetching the default model failed.
     #[error("model download: {0}")]
     Fetch(String),

@@ -33,7 +33,7 @@ pub mod tensor;
 pub mod tokenizer;
 pub mod weights;
 
-pub use backend::Device;
+pub use backend::{Device, Dtype, Target};
 pub use batch::Batch;
 pub use cache::KvCache;
 pub use config::BertConfig;

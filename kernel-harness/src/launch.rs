@@ -1,51 +1,43 @@
 //! Safe launchers: each checks its buffers, picks the geometry the CUDA launcher uses and
 //! runs the entry point through the host runtime.
 
-use std::ffi::{c_char, c_long, c_void, CStr, CString};
+use std::ffi::{c_char, c_long, CStr, CString};
 
+use bertrt::backend::cuda::args::*;
+use bertrt::backend::cuda::launch as cuda;
+pub use bertrt::backend::cuda::launch::{
+    act_code, attention_smem_bytes, row_threads, AttnPath, ATTENTION_SMEM_LIMIT,
+};
+use bertrt::backend::cuda::{DevPtr, Geometry, Gpu};
 use bertrt::config::{Activation, PositionEmbeddingType};
 
-use crate::args::*;
+use crate::gpu::HostGpu;
 use crate::{Elem, Ragged};
 
 extern "C" {
-    fn bertrt_host_launch(
-        name: *const c_char,
-        grid: *const u32,
-        block: *const u32,
-        smem: usize,
-        args: *const c_void,
-        args_size: usize,
-    ) -> i32;
     fn bertrt_host_launches(name: *const c_char) -> c_long;
     fn bertrt_host_kernel_count() -> usize;
     fn bertrt_host_kernel_name(i: usize) -> *const c_char;
 }
 
-/// Launches entry point `name` with `args` as its one parameter.
+/// Launches entry point `name` with `args` as its one parameter; panics if the runtime
+/// refuses the launch.
 ///
 /// # Safety
 /// Every pointer in `args` must be valid for every access the kernel makes under this
 /// geometry (the typed launchers below check the sizes before calling this).
 pub unsafe fn launch_raw<A>(name: &str, grid: [u32; 3], block: [u32; 3], smem: usize, args: &A) {
-    let c_name = CString::new(name).expect("kernel names have no NUL");
-    // SAFETY: the name and geometry arrays outlive the call; the caller vouches for args.
-    let rc = unsafe {
-        bertrt_host_launch(
-            c_name.as_ptr(),
-            grid.as_ptr(),
-            block.as_ptr(),
-            smem,
+    let geometry = Geometry { grid, block, smem };
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        HostGpu::default().launch(
+            name,
+            geometry,
             (args as *const A).cast(),
             std::mem::size_of::<A>(),
         )
-    };
-    match rc {
-        0 => {}
-        -1 => panic!("no kernel named {name} (is its BERTRT_ENTRY line there?)"),
-        -2 => panic!("{name}: the Rust argument struct does not match the C++ one in size"),
-        _ => panic!("{name}: bad launch geometry {grid:?} x {block:?}"),
     }
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Times `name` has been launched in this process (None: no such entry point).
@@ -70,31 +62,16 @@ pub fn kernels() -> Vec<String> {
     }
 }
 
-/// The kernels' activation code (common.cuh `Act`).
-pub fn act_code(act: Option<Activation>) -> i32 {
-    match act {
-        None => 0,
-        Some(Activation::Gelu) => 1,
-        Some(Activation::GeluTanh) => 2,
-        Some(Activation::Relu) => 3,
-        Some(Activation::Silu) => 4,
-        Some(Activation::Tanh) => 5,
-    }
+fn ptr<E>(s: Option<&[E]>) -> DevPtr {
+    s.map_or(0, |s| s.as_ptr() as DevPtr)
 }
 
-fn name<E: Elem>(base: &str) -> String {
-    format!("{base}_{}", E::SUFFIX)
+fn mut_ptr<E>(s: &mut [E]) -> DevPtr {
+    s.as_mut_ptr() as DevPtr
 }
 
-fn ptr<E>(s: Option<&[E]>) -> *const c_void {
-    s.map_or(std::ptr::null(), |s| s.as_ptr().cast())
-}
-
-/// Threads of a row kernel (embeddings, layernorm): one 16-byte pack of the row per
-/// thread, in whole warps, 32 to 256.
-pub fn row_threads<E>(width: usize) -> u32 {
-    let packs = width.div_ceil(16 / std::mem::size_of::<E>());
-    (packs.div_ceil(32) * 32).clamp(32, 256) as u32
+fn addr<E>(s: &[E]) -> DevPtr {
+    s.as_ptr() as DevPtr
 }
 
 /// Embedding tables of one model, in the kernel's storage type.
@@ -134,30 +111,23 @@ pub fn embeddings<E: Elem>(
     assert!(in_table(t.word, ids) && in_table(t.token_type, type_ids));
     assert!(t.position.is_none_or(|p| in_table(p, positions)));
     let args = EmbeddingsArgs {
-        ids: ids.as_ptr(),
-        type_ids: type_ids.as_ptr(),
-        positions: positions.as_ptr(),
-        word: t.word.as_ptr().cast(),
+        ids: addr(ids),
+        type_ids: addr(type_ids),
+        positions: addr(positions),
+        word: addr(t.word),
         position: ptr(t.position),
-        token_type: t.token_type.as_ptr().cast(),
-        gamma: t.gamma.as_ptr().cast(),
-        beta: t.beta.as_ptr().cast(),
-        out: out.as_mut_ptr().cast(),
+        token_type: addr(t.token_type),
+        gamma: addr(t.gamma),
+        beta: addr(t.beta),
+        out: mut_ptr(out),
         tokens: tokens as i32,
         hidden: hidden as i32,
         eps: t.eps,
     };
     // SAFETY: every index the kernel reads was checked against its table above; it
     // writes out[t * hidden .. (t + 1) * hidden] for t < tokens.
-    unsafe {
-        launch_raw(
-            &name::<E>("embeddings"),
-            [tokens as u32, 1, 1],
-            [row_threads::<E>(hidden), 1, 1],
-            hidden * 4,
-            &args,
-        )
-    };
+    unsafe { cuda::embeddings(&HostGpu::default(), E::DTYPE, &args) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// layernorm_*: out = LayerNorm(act(x + bias) + residual), one block of [`row_threads`]
@@ -181,27 +151,20 @@ pub fn layernorm<E: Elem>(
     assert!(residual.is_none_or(|r| r.len() == x.len()));
     let rows = x.len() / width;
     let args = LayerNormArgs {
-        x: x.as_ptr().cast(),
+        x: addr(x),
         bias: ptr(bias),
         residual: ptr(residual),
-        gamma: gamma.as_ptr().cast(),
-        beta: beta.as_ptr().cast(),
-        out: out.as_mut_ptr().cast(),
+        gamma: addr(gamma),
+        beta: addr(beta),
+        out: mut_ptr(out),
         rows: rows as i32,
         width: width as i32,
         act: act_code(act),
         eps,
     };
     // SAFETY: rows * width elements in x, residual and out; width in bias, gamma, beta.
-    unsafe {
-        launch_raw(
-            &name::<E>("layernorm"),
-            [rows as u32, 1, 1],
-            [row_threads::<E>(width), 1, 1],
-            width * 4,
-            &args,
-        )
-    };
+    unsafe { cuda::layernorm(&HostGpu::default(), E::DTYPE, &args) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// bias_act_*: out = act(x + bias) over [rows, n]; 256 threads a block, at most
@@ -217,27 +180,17 @@ pub fn bias_act<E: Elem>(
 ) {
     assert!(n > 0 && x.len().is_multiple_of(n) && out.len() == x.len());
     assert!(bias.is_none_or(|b| b.len() == n));
-    let per_pack = 16 / std::mem::size_of::<E>();
-    let packs = x.len().div_ceil(per_pack);
-    let blocks = (packs.div_ceil(256) as u32).clamp(1, max_blocks.max(1));
     let args = BiasActArgs {
-        x: x.as_ptr().cast(),
+        x: addr(x),
         bias: ptr(bias),
-        out: out.as_mut_ptr().cast(),
+        out: mut_ptr(out),
         rows: (x.len() / n) as i32,
         n: n as i32,
         act: act_code(act),
     };
     // SAFETY: rows * n elements in x and out, n in bias.
-    unsafe {
-        launch_raw(
-            &name::<E>("bias_act"),
-            [blocks, 1, 1],
-            [256, 1, 1],
-            0,
-            &args,
-        )
-    };
+    unsafe { cuda::bias_act(&HostGpu::default(), E::DTYPE, &args, max_blocks) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Geometry of per-head buffers.
@@ -273,7 +226,7 @@ impl Heads {
 
     fn layout(&self, r: &Ragged) -> HeadLayout {
         HeadLayout {
-            cu_seqlens: r.cu_seqlens.as_ptr(),
+            cu_seqlens: addr(&r.cu_seqlens),
             heads: self.heads as i32,
             head_dim: self.head_dim as i32,
             max_len: r.max_len() as i32,
@@ -335,26 +288,19 @@ pub fn qkv_split<E: Elem>(
     };
     assert!(k.len() == kv_len && v.len() == kv_len);
     let args = QkvSplitArgs {
-        qkv: qkv.as_ptr().cast(),
+        qkv: addr(qkv),
         bias: ptr(bias),
-        q: q.as_mut_ptr().cast(),
-        k: k.as_mut_ptr().cast(),
-        v: v.as_mut_ptr().cast(),
+        q: mut_ptr(q),
+        k: mut_ptr(k),
+        v: mut_ptr(v),
         layout: g.layout(r),
         kv_layout,
         kv_offset: kv_offset as i32,
     };
     // SAFETY: rows of valid tokens only are read; every written row lies in the layout
     // whose size was checked above.
-    unsafe {
-        launch_raw(
-            &name::<E>("qkv_split"),
-            [r.max_len() as u32, r.batch() as u32, 1],
-            [128, 1, 1],
-            0,
-            &args,
-        )
-    };
+    unsafe { cuda::qkv_split(&HostGpu::default(), E::DTYPE, &args, r.batch()) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The relative-position distance table and its kind.
@@ -366,27 +312,6 @@ pub struct Relative<'a, E> {
     pub table: &'a [E],
     /// max_position_embeddings.
     pub max_positions: usize,
-}
-
-/// Which attention entry point to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttnPath {
-    /// What the CUDA launcher picks: WMMA for f16 with head_dim 32 or 64.
-    Auto,
-    /// The general (SIMT) entry point whatever the shape.
-    General,
-}
-
-/// Dynamic shared memory one block may use on every target: 99 KiB (sm_86 and sm_89;
-/// sm_80 allows 163 KiB, sm_90 227 KiB). 512 tokens at head_dim 64 need 62 KiB in f16 and
-/// 88 KiB in f32.
-pub const ATTENTION_SMEM_LIMIT: usize = 99 * 1024;
-
-/// Dynamic shared memory of one attention block over rows of `keys` keys (past + max_len;
-/// attention.cu's attention_smem_bytes).
-pub fn attention_smem_bytes(keys: usize, head_dim: usize, elem: usize) -> usize {
-    let lpad = keys.div_ceil(16) * 16;
-    16 * lpad * (4 + elem) + 16 * head_dim * (elem * 5 + 4)
 }
 
 /// attention_*: fused masked softmax-attention, over this step's keys or (with a cache)
@@ -423,19 +348,14 @@ pub fn attention<E: Elem>(
         assert!(keys <= rel.max_positions && rel.table.len() == (2 * rel.max_positions - 1) * d);
     }
     let key_mask = cache.and_then(|c| c.key_mask);
-    let entry = match (E::SUFFIX, d, path) {
-        ("f16", 32, AttnPath::Auto) => "attention_f16_hd32".to_string(),
-        ("f16", 64, AttnPath::Auto) => "attention_f16_hd64".to_string(),
-        _ => name::<E>("attention"),
-    };
     let args = AttentionArgs {
-        q: q.as_ptr().cast(),
-        k: k.as_ptr().cast(),
-        v: v.as_ptr().cast(),
+        q: addr(q),
+        k: addr(k),
+        v: addr(v),
         layout: g.layout(r),
-        rel_table: relative.map_or(std::ptr::null(), |rel| rel.table.as_ptr().cast()),
-        out: out.as_mut_ptr().cast(),
-        probs: probs.map_or(std::ptr::null_mut(), |p| p.as_mut_ptr().cast()),
+        rel_table: relative.map_or(0, |rel| addr(rel.table)),
+        out: mut_ptr(out),
+        probs: probs.map_or(0, |p| mut_ptr(p)),
         causal: causal as i32,
         rel_kind: match relative.map(|rel| rel.kind) {
             Some(PositionEmbeddingType::RelativeKeyQuery) => 2,
@@ -445,30 +365,16 @@ pub fn attention<E: Elem>(
         max_positions: relative.map_or(0, |rel| rel.max_positions as i32),
         scale: (1.0 / (d as f64).sqrt()) as f32,
         kv_layout: cache.map_or(g.layout(r), |c| c.layout(r, g)),
-        key_mask: key_mask.map_or(std::ptr::null(), |m| m.as_ptr()),
+        key_mask: key_mask.map_or(0, addr),
         mask_stride: keys as i32,
         past: past as i32,
     };
-    let smem = attention_smem_bytes(keys, d, std::mem::size_of::<E>());
-    // Longer rows do not fit the whole-row design on every target.
-    assert!(
-        smem <= ATTENTION_SMEM_LIMIT,
-        "attention over {l} tokens needs {smem} B of shared memory per block"
-    );
     // SAFETY: q, k, v hold the layouts checked above; queries are read below each
     // sequence's length and keys below past + length <= capacity; the key mask holds
     // past + max_len entries per sequence; distance rows stay below 2 * max_positions - 1
     // because past + max_len <= max_positions; out and probs were sized above.
-    unsafe {
-        launch_raw(
-            &entry,
-            [l.div_ceil(16) as u32, g.heads as u32, r.batch() as u32],
-            [128, 1, 1],
-            smem,
-            &args,
-        )
-    };
-    entry
+    unsafe { cuda::attention(&HostGpu::default(), E::DTYPE, &args, r.batch(), path) }
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// gather_cls_*: out[b] = act(x[first token of b] + bias).
@@ -483,24 +389,17 @@ pub fn gather_cls<E: Elem>(
     assert!(x.len() == r.total() * width && out.len() == r.batch() * width);
     assert!(bias.is_none_or(|b| b.len() == width));
     let args = GatherClsArgs {
-        x: x.as_ptr().cast(),
-        cu_seqlens: r.cu_seqlens.as_ptr(),
+        x: addr(x),
+        cu_seqlens: addr(&r.cu_seqlens),
         bias: ptr(bias),
-        out: out.as_mut_ptr().cast(),
+        out: mut_ptr(out),
         batch: r.batch() as i32,
         width: width as i32,
         act: act_code(act),
     };
     // SAFETY: rows cu_seqlens[b] < total are read; batch rows written.
-    unsafe {
-        launch_raw(
-            &name::<E>("gather_cls"),
-            [r.batch() as u32, 1, 1],
-            [128, 1, 1],
-            0,
-            &args,
-        )
-    };
+    unsafe { cuda::gather_cls(&HostGpu::default(), E::DTYPE, &args) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// qa_split_*: [tokens, 2] logits -> padded start and end logits [batch, max_len].
@@ -517,24 +416,17 @@ pub fn qa_split<E: Elem>(
     let n = r.batch() * r.max_len();
     assert!(start.len() == n && end.len() == n);
     let args = QaSplitArgs {
-        logits: logits.as_ptr().cast(),
+        logits: addr(logits),
         bias: ptr(bias),
-        cu_seqlens: r.cu_seqlens.as_ptr(),
-        start: start.as_mut_ptr().cast(),
-        end: end.as_mut_ptr().cast(),
+        cu_seqlens: addr(&r.cu_seqlens),
+        start: mut_ptr(start),
+        end: mut_ptr(end),
         max_len: r.max_len() as i32,
         fill,
     };
     // SAFETY: valid tokens' logits are read; batch * max_len values written to each.
-    unsafe {
-        launch_raw(
-            &name::<E>("qa_split"),
-            [r.batch() as u32, 1, 1],
-            [128, 1, 1],
-            0,
-            &args,
-        )
-    };
+    unsafe { cuda::qa_split(&HostGpu::default(), E::DTYPE, &args, r.batch()) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// What label_probs_* applies after the bias.
@@ -560,21 +452,14 @@ pub fn label_probs<E: Elem>(
     assert!(bias.is_none_or(|b| b.len() == labels));
     let rows = x.len() / labels;
     let args = LabelProbsArgs {
-        x: x.as_ptr().cast(),
+        x: addr(x),
         bias: ptr(bias),
-        out: out.as_mut_ptr(),
+        out: mut_ptr(out),
         rows: rows as i32,
         labels: labels as i32,
         mode: mode as i32,
     };
     // SAFETY: rows * labels elements in x and out, labels in bias.
-    unsafe {
-        launch_raw(
-            &name::<E>("label_probs"),
-            [rows.div_ceil(4) as u32, 1, 1],
-            [128, 1, 1],
-            0,
-            &args,
-        )
-    };
+    unsafe { cuda::label_probs(&HostGpu::default(), E::DTYPE, &args) }
+        .unwrap_or_else(|e| panic!("{e}"));
 }

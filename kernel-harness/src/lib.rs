@@ -7,11 +7,13 @@
 //! the kernel by name with its `#[repr(C)]` argument struct, so tests can compare each
 //! kernel with the CPU op it replaces.
 
-pub mod args;
 pub mod check;
+pub mod gpu;
 pub mod launch;
 
+pub use bertrt::backend::cuda::Dtype;
 pub use check::{assert_close, Rng};
+pub use gpu::HostGpu;
 pub use launch::*;
 
 use half::f16;
@@ -20,6 +22,8 @@ use half::f16;
 pub trait Elem: Copy + Default + Send + Sync + std::fmt::Debug + 'static {
     /// Entry-point suffix: "f32" or "f16".
     const SUFFIX: &'static str;
+    /// The backend's name for this storage type.
+    const DTYPE: Dtype;
     /// Absolute tolerance of a kernel output against an f32/f64 reference.
     const ATOL: f64;
     /// Relative tolerance of a kernel output against an f32/f64 reference.
@@ -32,6 +36,7 @@ pub trait Elem: Copy + Default + Send + Sync + std::fmt::Debug + 'static {
 
 impl Elem for f32 {
     const SUFFIX: &'static str = "f32";
+    const DTYPE: Dtype = Dtype::F32;
     const ATOL: f64 = 2e-5;
     const RTOL: f64 = 1e-4;
     fn from_f32(v: f32) -> Self {
@@ -44,6 +49,7 @@ impl Elem for f32 {
 
 impl Elem for f16 {
     const SUFFIX: &'static str = "f16";
+    const DTYPE: Dtype = Dtype::F16;
     // One half-precision rounding of the output (2^-11 relative) plus f32 accumulation.
     const ATOL: f64 = 2e-3;
     const RTOL: f64 = 2e-3;

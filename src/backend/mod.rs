@@ -1,8 +1,10 @@
 //! Backends execute plans; they implement ops, never the network.
 
 pub mod cpu;
-#[cfg(feature = "cuda")]
 pub mod cuda;
+mod dtype;
+
+pub use dtype::Dtype;
 
 use std::fmt;
 use std::str::FromStr;
@@ -54,10 +56,58 @@ impl fmt::Display for Device {
     }
 }
 
+/// Where and in which precision a model runs. A [`Device`] converts into the target
+/// with that device's default dtype (f32 on the CPU, f16 on CUDA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Target {
+    /// The device.
+    pub device: Device,
+    /// The storage type; None for the device's default.
+    pub dtype: Option<Dtype>,
+}
+
+impl Target {
+    /// `device` in `dtype` (None: the device's default).
+    pub fn new(device: Device, dtype: Option<Dtype>) -> Self {
+        Target { device, dtype }
+    }
+
+    /// The dtype this target runs in.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype.unwrap_or(match self.device {
+            Device::Cpu => Dtype::F32,
+            Device::Cuda(_) => Dtype::F16,
+        })
+    }
+}
+
+impl From<Device> for Target {
+    fn from(device: Device) -> Self {
+        Target::new(device, None)
+    }
+}
+
 /// Runs plans on one device.
 pub trait Backend: Send + Sync {
     /// The device this backend drives.
     fn device(&self) -> Device;
+
+    /// The storage type of weights and activations.
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+
+    /// Called once with the loaded parameters, before any `execute` (a GPU backend
+    /// uploads them here, so a model that does not fit fails at load).
+    fn prepare(&self, _params: &ParamStore) -> Result<()> {
+        Ok(())
+    }
+
+    /// Sets aside memory for `plan` (the largest shape a caller will run), so later
+    /// calls up to that size allocate nothing.
+    fn reserve(&self, _plan: &Plan) -> Result<()> {
+        Ok(())
+    }
 
     /// Executes `plan` on `batch` and returns its outputs in declaration order.
     /// With a cache, attention reads and extends it.
@@ -70,12 +120,33 @@ pub trait Backend: Send + Sync {
     ) -> Result<Vec<Tensor>>;
 }
 
-/// The backend for `device`.
-pub fn create(device: Device) -> Result<Box<dyn Backend>> {
-    match device {
-        Device::Cpu => Ok(Box::new(cpu::CpuBackend::default())),
-        Device::Cuda(_) => Err(Error::Unsupported(
-            "the CUDA backend is not implemented yet; use --device cpu".into(),
-        )),
+/// The backend for `target`.
+pub fn create(target: impl Into<Target>) -> Result<Box<dyn Backend>> {
+    let target = target.into();
+    match (target.device, target.dtype()) {
+        (Device::Cpu, Dtype::F32) => Ok(Box::new(cpu::CpuBackend::default())),
+        (Device::Cpu, other) => Err(Error::Unsupported(format!(
+            "dtype {other} is not available on the CPU; use f32"
+        ))),
+        (Device::Cuda(n), dtype) => cuda_backend(n, dtype),
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_backend(ordinal: usize, dtype: Dtype) -> Result<Box<dyn Backend>> {
+    let gpu = cuda::CudaGpu::new(ordinal)?;
+    Ok(Box::new(cuda::GpuBackend::new(
+        gpu,
+        Device::Cuda(ordinal),
+        dtype,
+    )))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_backend(_ordinal: usize, _dtype: Dtype) -> Result<Box<dyn Backend>> {
+    Err(Error::Unsupported(
+        "this build of bertrt has no CUDA backend: rebuild with `--features cuda` \
+         (it needs nvcc; see the README), or use --device cpu"
+            .into(),
+    ))
 }

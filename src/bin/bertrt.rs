@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bertrt::pipelines::{Aggregation, Options, Pipeline, Pooling, ScoreFunction, Task, TopK};
-use bertrt::{fetch, raw, Device, Error, ForwardOptions, Head, Model, Result};
+use bertrt::{fetch, raw, Device, Dtype, Error, ForwardOptions, Head, Model, Result, Target};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
@@ -48,6 +48,9 @@ struct BenchArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// f32 or f16 (default: f32 on the CPU, f16 on CUDA).
+    #[arg(long)]
+    dtype: Option<String>,
     /// Print one JSON object per point instead of a table.
     #[arg(long)]
     json: bool,
@@ -78,6 +81,9 @@ struct RunArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// f32 or f16 (default: f32 on the CPU, f16 on CUDA).
+    #[arg(long)]
+    dtype: Option<String>,
     /// raw: the head (bert, mlm, seq-cls, ... or a class name); default architectures[0].
     #[arg(long)]
     head: Option<String>,
@@ -165,8 +171,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// The --device and --dtype pair.
+fn target(device: &str, dtype: Option<&str>) -> Result<Target> {
+    let device: Device = device.parse()?;
+    let dtype = dtype.map(str::parse::<Dtype>).transpose()?;
+    Ok(Target::new(device, dtype))
+}
+
 fn bench(args: BenchArgs) -> Result<()> {
-    let device: Device = args.device.parse()?;
+    let device = target(&args.device, args.dtype.as_deref())?;
     let named = match args.model.as_deref() {
         Some("bert-base") => Some(bertrt::synthetic::bert_base_config()),
         Some("minilm") => Some(bertrt::synthetic::minilm_config()),
@@ -201,6 +214,14 @@ fn bench(args: BenchArgs) -> Result<()> {
     let model = Model::load(&dir, Some(Head::Bert), device)?;
     if !args.json {
         println!(
+            "{}: {} layers, hidden {}, on {} in {}",
+            dir.display(),
+            model.config().num_hidden_layers,
+            model.config().hidden_size,
+            model.device(),
+            model.dtype()
+        );
+        println!(
             "{:>10} {:>12} {:>12} {:>14}",
             "shape", "median ms", "p90 ms", "tokens/s"
         );
@@ -231,7 +252,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         if args.json {
             println!(
                 "{}",
-                json!({"batch": b, "len": l, "median_ms": median, "p90_ms": p90, "tokens_per_s": tps, "device": device.to_string()})
+                json!({"batch": b, "len": l, "median_ms": median, "p90_ms": p90, "tokens_per_s": tps, "device": model.device().to_string(), "dtype": model.dtype().to_string()})
             );
         } else {
             println!(
@@ -375,7 +396,7 @@ fn run(args: RunArgs) -> Result<bool> {
         "raw" => None,
         other => Some(other.parse::<Task>()?),
     };
-    let device: Device = args.device.parse()?;
+    let device = target(&args.device, args.dtype.as_deref())?;
     let opts = options(&args)?;
     let dir = fetch::resolve_model(args.model.as_deref())?;
     let answerer: Answerer = match task {

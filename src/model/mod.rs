@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::backend::{Backend, Device};
+use crate::backend::{Backend, Device, Dtype, Target};
 use crate::batch::Batch;
 use crate::cache::KvCache;
 use crate::config::BertConfig;
@@ -85,19 +85,35 @@ impl Model {
     /// assert_eq!(hidden.shape(), &[1, 4, 384]);
     /// # Ok::<(), bertrt::Error>(())
     /// ```
-    pub fn load(path: &Path, head: Option<Head>, device: Device) -> Result<Model> {
-        Self::from_source(&ModelSource::open(path)?, head, device)
+    pub fn load(path: &Path, head: Option<Head>, target: impl Into<Target>) -> Result<Model> {
+        Self::from_source(&ModelSource::open(path)?, head, target)
+    }
+
+    /// Loads a checkpoint folder or packed file onto a backend built by the caller (a
+    /// configured or emulated GPU backend, for instance).
+    pub fn load_on(path: &Path, head: Option<Head>, backend: Box<dyn Backend>) -> Result<Model> {
+        let source = ModelSource::open(path)?;
+        let head = Self::source_head(&source, head)?;
+        Self::from_weights_on(source.config().clone(), source.weights(), head, backend)
+    }
+
+    fn source_head(source: &ModelSource, head: Option<Head>) -> Result<Option<Head>> {
+        Ok(match (head, source.packed_head()) {
+            (Some(h), _) => Some(h),
+            (None, Some(packed)) => Some(packed.parse()?),
+            (None, None) => None,
+        })
     }
 
     /// Builds a model from an opened folder or packed file. A packed file's default head
     /// is the one it was packed for.
-    pub fn from_source(source: &ModelSource, head: Option<Head>, device: Device) -> Result<Model> {
-        let head = match (head, source.packed_head()) {
-            (Some(h), _) => Some(h),
-            (None, Some(packed)) => Some(packed.parse()?),
-            (None, None) => None,
-        };
-        Self::from_weights(source.config().clone(), source.weights(), head, device)
+    pub fn from_source(
+        source: &ModelSource,
+        head: Option<Head>,
+        target: impl Into<Target>,
+    ) -> Result<Model> {
+        let head = Self::source_head(source, head)?;
+        Self::from_weights(source.config().clone(), source.weights(), head, target)
     }
 
     /// Builds a model from a parsed config and a weight source.
@@ -105,14 +121,25 @@ impl Model {
         config: BertConfig,
         ckpt: &dyn WeightSource,
         head: Option<Head>,
-        device: Device,
+        target: impl Into<Target>,
+    ) -> Result<Model> {
+        config.validate()?;
+        let backend = crate::backend::create(target)?;
+        Self::from_weights_on(config, ckpt, head, backend)
+    }
+
+    /// Builds a model from a parsed config and a weight source onto `backend`.
+    pub fn from_weights_on(
+        config: BertConfig,
+        ckpt: &dyn WeightSource,
+        head: Option<Head>,
+        backend: Box<dyn Backend>,
     ) -> Result<Model> {
         config.validate()?;
         let head = match head {
             Some(h) => h,
             None => Head::from_config(&config)?,
         };
-        let backend = crate::backend::create(device)?;
         let store = RefCell::new(ParamStore::default());
         let root = VarBuilder::new(ckpt, &store);
         let bert = root.pp("bert");
@@ -122,10 +149,12 @@ impl Model {
         };
         let trunk = BertModel::load(&bert, &config, pooler)?;
         let modules = HeadModules::load(head, &root, &config, &trunk)?;
+        let params = store.into_inner();
+        backend.prepare(&params)?;
         Ok(Model {
             config,
             head,
-            params: store.into_inner(),
+            params,
             trunk,
             modules,
             backend,
@@ -150,6 +179,11 @@ impl Model {
     /// The device the model runs on.
     pub fn device(&self) -> Device {
         self.backend.device()
+    }
+
+    /// The storage type it runs in.
+    pub fn dtype(&self) -> Dtype {
+        self.backend.dtype()
     }
 
     /// The plan of ops this model runs for `shape`.
@@ -178,6 +212,26 @@ impl Model {
             );
         }
         g.finish()
+    }
+
+    /// Sets aside the backend's working memory for batches of up to `batch` sequences
+    /// (for multiple choice, every choice counts as a sequence) of `seq` tokens with these options, so that later calls up to that size allocate
+    /// nothing (the CUDA backend otherwise grows its arena on the first larger call).
+    pub fn reserve(&self, batch: usize, seq: usize, opts: ForwardOptions) -> Result<()> {
+        if batch == 0 || seq == 0 || seq > self.config.max_position_embeddings {
+            return Err(Error::Input(format!(
+                "reserve: {batch} x {seq} is not a valid shape for this model"
+            )));
+        }
+        let plan = self.plan(
+            Shape {
+                batch,
+                seq,
+                past: 0,
+            },
+            opts,
+        );
+        self.backend.reserve(&plan)
     }
 
     /// Runs the head on a batch.

@@ -19,7 +19,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::backend::Device;
+use crate::backend::Target;
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Head, Model, Outputs};
@@ -239,9 +239,14 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Loads a checkpoint folder or packed file for `task` with `options` as defaults for every input.
-    pub fn load(dir: &Path, task: Task, device: Device, options: Options) -> Result<Pipeline> {
+    pub fn load(
+        dir: &Path,
+        task: Task,
+        target: impl Into<Target>,
+        options: Options,
+    ) -> Result<Pipeline> {
         let source = ModelSource::open(dir)?;
-        let model = Model::from_source(&source, Some(task.head()), device)?;
+        let model = Model::from_source(&source, Some(task.head()), target)?;
         let tokenizer = BertTokenizer::from_source(&source)?;
         let embed = embed::EmbedConfig::from_source(&source)?;
         let model_max = model.config().max_position_embeddings;

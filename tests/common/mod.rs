@@ -13,8 +13,17 @@ use safetensors::{Dtype, SafeTensors};
 pub const TOL: f64 = 1e-4;
 pub const LOGIT_TOL: f64 = 1e-4;
 
+pub mod device;
+
+/// tests/fixtures of the repository (also from the kernel harness, one folder down).
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let own = here.join("tests/fixtures");
+    if own.is_dir() {
+        own
+    } else {
+        here.join("../tests/fixtures")
+    }
 }
 
 /// One reference tensor: shape and values widened to f64 (ints too).

@@ -94,6 +94,9 @@ impl Backend for CpuBackend {
         let mut arena = reused.unwrap_or_else(|| Arena {
             bufs: plan.bufs.iter().map(|b| vec![0.0; b.len]).collect(),
         });
+        if let Some(c) = cache.as_deref_mut() {
+            c.ensure_host();
+        }
         let mask = match cache.as_deref() {
             Some(c) => c.full_mask(batch.attention_mask(), batch.seq()),
             None => batch.attention_mask().to_vec(),

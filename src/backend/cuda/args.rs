@@ -1,14 +1,17 @@
 //! `#[repr(C)]` mirrors of the kernels' argument structs (kernels/*.cu), field for field.
-//! Storage pointers are untyped: the entry point's suffix says f32 or f16. The host
-//! runtime rejects a struct whose size differs from the C++ one.
+//! Pointers are device addresses ([`DevPtr`], 0 for null; host addresses under the
+//! kernel harness' emulation) and untyped: the entry point's suffix says f32 or f16. The
+//! harness' host runtime rejects a struct whose size differs from the C++ one.
 
-use std::ffi::c_void;
+#![allow(missing_docs)] // field for field as in the .cu files, documented there
+
+use super::gpu::DevPtr;
 
 /// `HeadLayout` (common.cuh): where row i of head h of sequence b lives in Q, K and V.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLayout {
-    pub cu_seqlens: *const i32,
+    pub cu_seqlens: DevPtr,
     pub heads: i32,
     pub head_dim: i32,
     pub max_len: i32,
@@ -19,16 +22,17 @@ pub struct HeadLayout {
 
 /// `EmbeddingsArgs` (embeddings.cu).
 #[repr(C)]
+#[derive(Debug, Clone, Copy)]
 pub struct EmbeddingsArgs {
-    pub ids: *const i32,
-    pub type_ids: *const i32,
-    pub positions: *const i32,
-    pub word: *const c_void,
-    pub position: *const c_void,
-    pub token_type: *const c_void,
-    pub gamma: *const c_void,
-    pub beta: *const c_void,
-    pub out: *mut c_void,
+    pub ids: DevPtr,
+    pub type_ids: DevPtr,
+    pub positions: DevPtr,
+    pub word: DevPtr,
+    pub position: DevPtr,
+    pub token_type: DevPtr,
+    pub gamma: DevPtr,
+    pub beta: DevPtr,
+    pub out: DevPtr,
     pub tokens: i32,
     pub hidden: i32,
     pub eps: f32,
@@ -36,13 +40,14 @@ pub struct EmbeddingsArgs {
 
 /// `LayerNormArgs` (layernorm.cu).
 #[repr(C)]
+#[derive(Debug, Clone, Copy)]
 pub struct LayerNormArgs {
-    pub x: *const c_void,
-    pub bias: *const c_void,
-    pub residual: *const c_void,
-    pub gamma: *const c_void,
-    pub beta: *const c_void,
-    pub out: *mut c_void,
+    pub x: DevPtr,
+    pub bias: DevPtr,
+    pub residual: DevPtr,
+    pub gamma: DevPtr,
+    pub beta: DevPtr,
+    pub out: DevPtr,
     pub rows: i32,
     pub width: i32,
     pub act: i32,
@@ -51,10 +56,11 @@ pub struct LayerNormArgs {
 
 /// `BiasActArgs` (bias_act.cu).
 #[repr(C)]
+#[derive(Debug, Clone, Copy)]
 pub struct BiasActArgs {
-    pub x: *const c_void,
-    pub bias: *const c_void,
-    pub out: *mut c_void,
+    pub x: DevPtr,
+    pub bias: DevPtr,
+    pub out: DevPtr,
     pub rows: i32,
     pub n: i32,
     pub act: i32,
@@ -62,12 +68,13 @@ pub struct BiasActArgs {
 
 /// `QkvSplitArgs` (qkv.cu).
 #[repr(C)]
+#[derive(Debug, Clone, Copy)]
 pub struct QkvSplitArgs {
-    pub qkv: *const c_void,
-    pub bias: *const c_void,
-    pub q: *mut c_void,
-    pub k: *mut c_void,
-    pub v: *mut c_void,
+    pub qkv: DevPtr,
+    pub bias: DevPtr,
+    pub q: DevPtr,
+    pub k: DevPtr,
+    pub v: DevPtr,
     pub layout: HeadLayout,
     pub kv_layout: HeadLayout,
     pub kv_offset: i32,
@@ -75,31 +82,33 @@ pub struct QkvSplitArgs {
 
 /// `AttentionArgs` (attention.cu).
 #[repr(C)]
+#[derive(Debug, Clone, Copy)]
 pub struct AttentionArgs {
-    pub q: *const c_void,
-    pub k: *const c_void,
-    pub v: *const c_void,
+    pub q: DevPtr,
+    pub k: DevPtr,
+    pub v: DevPtr,
     pub layout: HeadLayout,
-    pub rel_table: *const c_void,
-    pub out: *mut c_void,
-    pub probs: *mut c_void,
+    pub rel_table: DevPtr,
+    pub out: DevPtr,
+    pub probs: DevPtr,
     pub causal: i32,
     pub rel_kind: i32,
     pub max_positions: i32,
     pub scale: f32,
     pub kv_layout: HeadLayout,
-    pub key_mask: *const u8,
+    pub key_mask: DevPtr,
     pub mask_stride: i32,
     pub past: i32,
 }
 
 /// `GatherClsArgs` (pooler.cu).
 #[repr(C)]
+#[derive(Debug, Clone, Copy)]
 pub struct GatherClsArgs {
-    pub x: *const c_void,
-    pub cu_seqlens: *const i32,
-    pub bias: *const c_void,
-    pub out: *mut c_void,
+    pub x: DevPtr,
+    pub cu_seqlens: DevPtr,
+    pub bias: DevPtr,
+    pub out: DevPtr,
     pub batch: i32,
     pub width: i32,
     pub act: i32,
@@ -107,22 +116,24 @@ pub struct GatherClsArgs {
 
 /// `QaSplitArgs` (heads.cu).
 #[repr(C)]
+#[derive(Debug, Clone, Copy)]
 pub struct QaSplitArgs {
-    pub logits: *const c_void,
-    pub bias: *const c_void,
-    pub cu_seqlens: *const i32,
-    pub start: *mut c_void,
-    pub end: *mut c_void,
+    pub logits: DevPtr,
+    pub bias: DevPtr,
+    pub cu_seqlens: DevPtr,
+    pub start: DevPtr,
+    pub end: DevPtr,
     pub max_len: i32,
     pub fill: f32,
 }
 
 /// `LabelProbsArgs` (heads.cu).
 #[repr(C)]
+#[derive(Debug, Clone, Copy)]
 pub struct LabelProbsArgs {
-    pub x: *const c_void,
-    pub bias: *const c_void,
-    pub out: *mut f32,
+    pub x: DevPtr,
+    pub bias: DevPtr,
+    pub out: DevPtr,
     pub rows: i32,
     pub labels: i32,
     pub mode: i32,

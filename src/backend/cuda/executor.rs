@@ -1,0 +1,675 @@
+//! [`GpuBackend`]: runs lowered plans on a [`Gpu`].
+//!
+//! Weights are converted to the backend's dtype and uploaded once, into one allocation.
+//! Every activation buffer of a plan, the per-head Q/K/V scratch and the inputs live in
+//! one arena, laid out per plan and grown (never per call) when a larger plan comes;
+//! `Model::reserve` sizes it ahead of time. Each call uploads its inputs, then
+//! replays the graph captured for its shape bucket (or records one), and reads back only
+//! the declared outputs. With `BERTRT_CUDA_DEBUG=1`, graphs are off, every step is
+//! followed by a synchronisation and a failure names the op it came from.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use half::f16;
+
+use super::args::*;
+use super::gpu::{DevPtr, Gemm, Gpu};
+use super::launch::{self, act_code, AttnPath, BIAS_ACT_MAX_BLOCKS};
+use super::lower::{lower, Kind, Lowered, Step};
+use super::tokens::Tokens;
+use crate::backend::{Backend, Device, Dtype};
+use crate::batch::Batch;
+use crate::cache::{DeviceState, KvCache};
+use crate::config::PositionEmbeddingType;
+use crate::error::{Error, Result};
+use crate::graph::{BufId, Plan};
+use crate::tensor::Tensor;
+use crate::weights::{ParamStore, WeightId};
+
+/// The environment variable that switches on debug mode (any value but `0`).
+pub const DEBUG_ENV: &str = "BERTRT_CUDA_DEBUG";
+
+/// Captured graphs kept per backend (one per shape bucket seen; the oldest go first).
+const KEPT_GRAPHS: usize = 64;
+
+const ALIGN: usize = 256;
+
+fn align(n: usize) -> usize {
+    n.next_multiple_of(ALIGN)
+}
+
+/// A plan executor over a [`Gpu`]: fused kernels, GEMMs on the device's BLAS, packed
+/// batches and graph replay.
+pub struct GpuBackend<G: Gpu> {
+    gpu: G,
+    device: Device,
+    dtype: Dtype,
+    debug: bool,
+    state: Mutex<State<G>>,
+}
+
+struct State<G: Gpu> {
+    weights: Option<Weights<G>>,
+    arena: Option<G::Mem>,
+    arena_bytes: usize,
+    graphs: HashMap<GraphKey, G::Graph>,
+    graph_order: Vec<GraphKey>,
+    /// Set when a capture failed: this device runs without graphs from then on.
+    no_graphs: bool,
+}
+
+struct Weights<G: Gpu> {
+    _mem: G::Mem,
+    addrs: Vec<DevPtr>,
+}
+
+/// The device storage of a key/value cache: per layer, keys then values, each
+/// [batch, heads, capacity, head_dim].
+struct CacheMem<G: Gpu> {
+    mem: G::Mem,
+    per_layer: usize,
+    dtype: Dtype,
+}
+
+/// What a captured graph depends on besides the arena's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct GraphKey {
+    packed: bool,
+    batch: usize,
+    seq: usize,
+    rows: usize,
+    key_mask: bool,
+    ops: usize,
+    bufs: usize,
+    outputs: usize,
+}
+
+/// Byte offsets of one plan's buffers in the arena.
+struct Layout {
+    ids: usize,
+    type_ids: usize,
+    positions: usize,
+    cu_seqlens: usize,
+    key_mask: usize,
+    /// End of the inputs region (uploaded as one block).
+    inputs_end: usize,
+    q: usize,
+    k: usize,
+    v: usize,
+    bufs: Vec<usize>,
+    bytes: usize,
+}
+
+impl Layout {
+    fn new(plan: &Plan, low: &Lowered, elem: usize) -> Layout {
+        let s = plan.shape;
+        let tokens = s.tokens();
+        let mut at = 0;
+        let mut take = |bytes: usize| {
+            let off = at;
+            at += align(bytes.max(1));
+            off
+        };
+        let ids = take(tokens * 4);
+        let type_ids = take(tokens * 4);
+        let positions = take(tokens * 4);
+        let cu_seqlens = take((s.batch + 1) * 4);
+        let key_mask = take(s.batch * s.keys());
+        let inputs_end = take(0);
+        let head_elems = low
+            .steps
+            .iter()
+            .map(|(_, st)| match st {
+                Step::Attention {
+                    heads, head_dim, ..
+                } => tokens * heads * head_dim,
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let q = take(head_elems * elem);
+        let k = take(head_elems * elem);
+        let v = take(head_elems * elem);
+        let bufs = plan.bufs.iter().map(|b| take(b.len * elem)).collect();
+        Layout {
+            ids,
+            type_ids,
+            positions,
+            cu_seqlens,
+            key_mask,
+            inputs_end,
+            q,
+            k,
+            v,
+            bufs,
+            bytes: at,
+        }
+    }
+
+    /// The inputs region as bytes.
+    fn inputs(&self, t: &Tokens) -> Vec<u8> {
+        let mut bytes = vec![0u8; self.inputs_end];
+        let mut put = |off: usize, src: &[u8]| bytes[off..off + src.len()].copy_from_slice(src);
+        let ints = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        put(self.ids, &ints(&t.ids));
+        put(self.type_ids, &ints(&t.type_ids));
+        put(self.positions, &ints(&t.positions));
+        put(self.cu_seqlens, &ints(&t.cu_seqlens));
+        if let Some(m) = &t.key_mask {
+            put(self.key_mask, m);
+        }
+        bytes
+    }
+}
+
+/// Everything a step needs to find its memory.
+struct Ctx<'a> {
+    base: DevPtr,
+    layout: &'a Layout,
+    weights: &'a [DevPtr],
+    tokens: &'a Tokens,
+    /// Keys and values of each layer, with a cache.
+    cache: Option<(DevPtr, usize, usize)>,
+}
+
+impl Ctx<'_> {
+    fn buf(&self, b: BufId) -> DevPtr {
+        self.base + self.layout.bufs[b.0] as DevPtr
+    }
+    fn at(&self, off: usize) -> DevPtr {
+        self.base + off as DevPtr
+    }
+    fn w(&self, id: WeightId) -> DevPtr {
+        self.weights[id.0]
+    }
+    fn opt_w(&self, id: Option<WeightId>) -> DevPtr {
+        id.map_or(0, |i| self.w(i))
+    }
+    fn rows(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Tokens => self.tokens.rows,
+            Kind::Batch | Kind::Probs => self.tokens.batch,
+        }
+    }
+}
+
+fn to_bytes(data: &[f32], dtype: Dtype) -> Vec<u8> {
+    match dtype {
+        Dtype::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Dtype::F16 => data
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect(),
+    }
+}
+
+fn from_bytes(bytes: &[u8], dtype: Dtype) -> Vec<f32> {
+    match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+    }
+}
+
+impl<G: Gpu> GpuBackend<G> {
+    /// A backend on `gpu`, reported as `device`, computing in `dtype`.
+    pub fn new(gpu: G, device: Device, dtype: Dtype) -> Self {
+        let debug = std::env::var(DEBUG_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+        GpuBackend {
+            gpu,
+            device,
+            dtype,
+            debug,
+            state: Mutex::new(State {
+                weights: None,
+                arena: None,
+                arena_bytes: 0,
+                graphs: HashMap::new(),
+                graph_order: Vec::new(),
+                no_graphs: false,
+            }),
+        }
+    }
+
+    /// The device this backend drives, in words.
+    pub fn describe(&self) -> String {
+        self.gpu.describe()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State<G>>> {
+        self.state
+            .lock()
+            .map_err(|_| Error::Cuda("an earlier call panicked while using the device".into()))
+    }
+
+    fn ensure_arena(&self, st: &mut State<G>, bytes: usize) -> Result<DevPtr> {
+        if st.arena.is_none() || st.arena_bytes < bytes {
+            // Graphs hold addresses of the old arena: drop them first.
+            st.graphs.clear();
+            st.graph_order.clear();
+            st.arena = None;
+            let grown = bytes.max(st.arena_bytes + st.arena_bytes / 2);
+            st.arena = Some(self.gpu.alloc(grown)?);
+            st.arena_bytes = grown;
+        }
+        match &st.arena {
+            Some(m) => Ok(G::address(m)),
+            None => Err(Error::Cuda("arena allocation vanished".into())),
+        }
+    }
+
+    fn upload_weights(&self, params: &ParamStore) -> Result<Weights<G>> {
+        let elem = self.dtype.size();
+        let mut offsets = Vec::with_capacity(params.len());
+        let mut total = 0;
+        for (_, t) in params.iter() {
+            offsets.push(total);
+            total += align(t.len() * elem);
+        }
+        let mem = self.gpu.alloc(total.max(ALIGN))?;
+        let base = G::address(&mem);
+        for ((_, t), &off) in params.iter().zip(&offsets) {
+            let bytes = to_bytes(t.data(), self.dtype);
+            // SAFETY: each tensor's aligned slot lies inside the allocation just made.
+            unsafe { self.gpu.upload(base + off as DevPtr, &bytes) }?;
+        }
+        self.gpu.synchronize()?;
+        Ok(Weights {
+            addrs: offsets.iter().map(|&o| base + o as DevPtr).collect(),
+            _mem: mem,
+        })
+    }
+
+    /// The cache's device storage, made on first use.
+    fn cache_storage(&self, c: &mut KvCache) -> Result<(DevPtr, usize, usize)> {
+        let per_layer = c.batch * c.heads * c.capacity * c.head_dim;
+        if c.device.is_none() {
+            let mem = self
+                .gpu
+                .alloc(2 * c.layers * per_layer * self.dtype.size())?;
+            c.device = Some(DeviceState(Box::new(CacheMem::<G> {
+                mem,
+                per_layer,
+                dtype: self.dtype,
+            })));
+        }
+        let stored = c
+            .device
+            .as_ref()
+            .and_then(|d| d.0.downcast_ref::<CacheMem<G>>())
+            .filter(|m| m.dtype == self.dtype && m.per_layer == per_layer)
+            .ok_or_else(|| {
+                Error::Input("this key/value cache belongs to another model or device".into())
+            })?;
+        Ok((G::address(&stored.mem), per_layer, c.capacity))
+    }
+
+    /// Runs every step, naming the failing op in debug mode.
+    fn run_steps(&self, plan: &Plan, low: &Lowered, cx: &Ctx) -> Result<()> {
+        for (op, step) in &low.steps {
+            let r = self.step(step, cx);
+            let r = r.and_then(|_| match self.debug {
+                true => self.gpu.synchronize(),
+                false => Ok(()),
+            });
+            r.map_err(|e| {
+                let out = step_output(step).map_or("", |b| plan.bufs[b.0].name.as_str());
+                Error::Cuda(format!("op {op} ({}, {out}): {e}", step_name(step)))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn step(&self, step: &Step, cx: &Ctx) -> Result<()> {
+        let (gpu, dt, t) = (&self.gpu, self.dtype, cx.tokens);
+        // SAFETY (every launch below): addresses come from the arena laid out for this
+        // plan (each buffer sized for batch * seq rows, of which at most `rows` are used),
+        // the weight allocation (each tensor whole) and the inputs region holding `rows`
+        // ids/types/positions, batch + 1 offsets and a [batch, keys] mask.
+        match *step {
+            Step::Embeddings {
+                word,
+                position,
+                token_type,
+                gamma,
+                beta,
+                eps,
+                hidden,
+                out,
+            } => {
+                let a = EmbeddingsArgs {
+                    ids: cx.at(cx.layout.ids),
+                    type_ids: cx.at(cx.layout.type_ids),
+                    positions: cx.at(cx.layout.positions),
+                    word: cx.w(word),
+                    position: cx.opt_w(position),
+                    token_type: cx.w(token_type),
+                    gamma: cx.w(gamma),
+                    beta: cx.w(beta),
+                    out: cx.buf(out),
+                    tokens: t.rows as i32,
+                    hidden: hidden as i32,
+                    eps,
+                };
+                unsafe { launch::embeddings(gpu, dt, &a) }
+            }
+            Step::Gemm {
+                x,
+                w,
+                kind,
+                k,
+                n,
+                out,
+            } => {
+                let g = Gemm {
+                    m: cx.rows(kind),
+                    n,
+                    k,
+                    x: cx.buf(x),
+                    w: cx.w(w),
+                    out: cx.buf(out),
+                    dtype: dt,
+                };
+                unsafe { gpu.gemm(&g) }
+            }
+            Step::BiasAct {
+                buf,
+                b,
+                act,
+                kind,
+                n,
+            } => {
+                let a = BiasActArgs {
+                    x: cx.buf(buf),
+                    bias: cx.opt_w(b),
+                    out: cx.buf(buf),
+                    rows: cx.rows(kind) as i32,
+                    n: n as i32,
+                    act: act_code(act),
+                };
+                unsafe { launch::bias_act(gpu, dt, &a, BIAS_ACT_MAX_BLOCKS) }
+            }
+            Step::LayerNorm {
+                x,
+                bias,
+                act,
+                residual,
+                gamma,
+                beta,
+                eps,
+                kind,
+                width,
+                out,
+            } => {
+                let a = LayerNormArgs {
+                    x: cx.buf(x),
+                    bias: cx.opt_w(bias),
+                    residual: residual.map_or(0, |r| cx.buf(r)),
+                    gamma: cx.w(gamma),
+                    beta: cx.w(beta),
+                    out: cx.buf(out),
+                    rows: cx.rows(kind) as i32,
+                    width: width as i32,
+                    act: act_code(act),
+                    eps,
+                };
+                unsafe { launch::layernorm(gpu, dt, &a) }
+            }
+            Step::Attention {
+                qkv,
+                bias,
+                out,
+                probs,
+                layer,
+                heads,
+                head_dim,
+                causal,
+                relative,
+            } => {
+                let layout = HeadLayout {
+                    cu_seqlens: cx.at(cx.layout.cu_seqlens),
+                    heads: heads as i32,
+                    head_dim: head_dim as i32,
+                    max_len: t.seq as i32,
+                    total_tokens: t.total as i32,
+                    packed: t.packed as i32,
+                };
+                let (k, v, kv_layout) = match cx.cache {
+                    Some((base, per_layer, capacity)) => {
+                        let bytes = (per_layer * dt.size()) as DevPtr;
+                        let keys = base + 2 * layer as DevPtr * bytes;
+                        let kv = HeadLayout {
+                            max_len: capacity as i32,
+                            packed: 0,
+                            ..layout
+                        };
+                        (keys, keys + bytes, kv)
+                    }
+                    None => (cx.at(cx.layout.k), cx.at(cx.layout.v), layout),
+                };
+                let split = QkvSplitArgs {
+                    qkv: cx.buf(qkv),
+                    bias: cx.opt_w(bias),
+                    q: cx.at(cx.layout.q),
+                    k,
+                    v,
+                    layout,
+                    kv_layout,
+                    kv_offset: t.past as i32,
+                };
+                unsafe { launch::qkv_split(gpu, dt, &split, t.batch) }?;
+                let a = AttentionArgs {
+                    q: cx.at(cx.layout.q),
+                    k,
+                    v,
+                    layout,
+                    rel_table: relative.map_or(0, |r| cx.w(r.table)),
+                    out: cx.buf(out),
+                    probs: probs.map_or(0, |p| cx.buf(p)),
+                    causal: causal as i32,
+                    rel_kind: match relative.map(|r| r.kind) {
+                        Some(PositionEmbeddingType::RelativeKeyQuery) => 2,
+                        Some(_) => 1,
+                        None => 0,
+                    },
+                    max_positions: relative.map_or(0, |r| r.max_positions as i32),
+                    scale: (1.0 / (head_dim as f64).sqrt()) as f32,
+                    kv_layout,
+                    key_mask: match t.key_mask {
+                        Some(_) => cx.at(cx.layout.key_mask),
+                        None => 0,
+                    },
+                    mask_stride: t.keys() as i32,
+                    past: t.past as i32,
+                };
+                unsafe { launch::attention(gpu, dt, &a, t.batch, AttnPath::Auto) }.map(|_| ())
+            }
+            Step::Gather { x, width, out } => {
+                let a = GatherClsArgs {
+                    x: cx.buf(x),
+                    cu_seqlens: cx.at(cx.layout.cu_seqlens),
+                    bias: 0,
+                    out: cx.buf(out),
+                    batch: t.batch as i32,
+                    width: width as i32,
+                    act: 0,
+                };
+                unsafe { launch::gather_cls(gpu, dt, &a) }
+            }
+        }
+    }
+
+    /// Runs the steps through a graph when it can: replays the one recorded for this
+    /// key, or records it now.
+    fn run_graphed(
+        &self,
+        st: &mut State<G>,
+        key: GraphKey,
+        plan: &Plan,
+        low: &Lowered,
+        cx: &Ctx,
+    ) -> Result<()> {
+        if let Some(g) = st.graphs.get(&key) {
+            return self.gpu.replay(g);
+        }
+        if st.no_graphs || !self.gpu.begin_capture()? {
+            return self.run_steps(plan, low, cx);
+        }
+        let recorded = self.run_steps(plan, low, cx);
+        let graph = self.gpu.end_capture();
+        match (recorded, graph) {
+            (Ok(()), Ok(g)) => {
+                self.gpu.replay(&g)?;
+                if st.graph_order.len() >= KEPT_GRAPHS {
+                    let old = st.graph_order.remove(0);
+                    st.graphs.remove(&old);
+                }
+                st.graphs.insert(key, g);
+                st.graph_order.push(key);
+                Ok(())
+            }
+            _ => {
+                // Capture is not available here (or this sequence cannot be captured):
+                // run directly from now on, which also reports any real error.
+                st.no_graphs = true;
+                self.run_steps(plan, low, cx)
+            }
+        }
+    }
+}
+
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Embeddings { .. } => "embeddings",
+        Step::Gemm { .. } => "gemm",
+        Step::BiasAct { .. } => "bias_act",
+        Step::LayerNorm { .. } => "layernorm",
+        Step::Attention { .. } => "attention",
+        Step::Gather { .. } => "gather_cls",
+    }
+}
+
+fn step_output(step: &Step) -> Option<BufId> {
+    match *step {
+        Step::Embeddings { out, .. }
+        | Step::Gemm { out, .. }
+        | Step::LayerNorm { out, .. }
+        | Step::Attention { out, .. }
+        | Step::Gather { out, .. } => Some(out),
+        Step::BiasAct { buf, .. } => Some(buf),
+    }
+}
+
+impl<G: Gpu> Backend for GpuBackend<G> {
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn prepare(&self, params: &ParamStore) -> Result<()> {
+        let weights = self.upload_weights(params)?;
+        self.lock()?.weights = Some(weights);
+        Ok(())
+    }
+
+    /// Grows the arena to hold `plan` (e.g. the largest batch and length a server will
+    /// see), so later calls up to that size allocate nothing.
+    fn reserve(&self, plan: &Plan) -> Result<()> {
+        let low = lower(plan)?;
+        let layout = Layout::new(plan, &low, self.dtype.size());
+        let mut st = self.lock()?;
+        self.ensure_arena(&mut st, layout.bytes)?;
+        Ok(())
+    }
+
+    fn execute(
+        &self,
+        plan: &Plan,
+        params: &ParamStore,
+        batch: &Batch,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Vec<Tensor>> {
+        let low = lower(plan)?;
+        let mut st = self.lock()?;
+        if st
+            .weights
+            .as_ref()
+            .is_none_or(|w| w.addrs.len() != params.len())
+        {
+            st.weights = Some(self.upload_weights(params)?);
+        }
+        let full_mask = cache
+            .as_deref()
+            .map(|c| c.full_mask(batch.attention_mask(), batch.seq()));
+        let tokens = Tokens::new(batch, plan.shape, full_mask);
+        let layout = Layout::new(plan, &low, self.dtype.size());
+        let base = self.ensure_arena(&mut st, layout.bytes)?;
+        let cache_mem = match cache.as_deref_mut() {
+            Some(c) => Some(self.cache_storage(c)?),
+            None => None,
+        };
+        // SAFETY: the inputs region is the start of the arena, which holds layout.bytes.
+        unsafe { self.gpu.upload(base, &layout.inputs(&tokens)) }?;
+        let weights = match &st.weights {
+            Some(w) => w.addrs.clone(),
+            None => return Err(Error::Cuda("weights were not uploaded".into())),
+        };
+        let cx = Ctx {
+            base,
+            layout: &layout,
+            weights: &weights,
+            tokens: &tokens,
+            cache: cache_mem,
+        };
+        if cache_mem.is_some() || self.debug {
+            self.run_steps(plan, &low, &cx)?;
+        } else {
+            let key = GraphKey {
+                packed: tokens.packed,
+                batch: tokens.batch,
+                seq: tokens.seq,
+                rows: tokens.rows,
+                key_mask: tokens.key_mask.is_some(),
+                ops: plan.ops.len(),
+                bufs: plan.bufs.len(),
+                outputs: plan.outputs.len(),
+            };
+            self.run_graphed(&mut st, key, plan, &low, &cx)?;
+        }
+        let mut outputs = Vec::with_capacity(plan.outputs.len());
+        for o in &plan.outputs {
+            let count: usize = o.shape.iter().product();
+            let tokens_kind = low.kinds[o.buf.0] == Kind::Tokens;
+            let width = count / (tokens.batch * tokens.seq).max(1);
+            let elems = match tokens_kind {
+                true => tokens.total * width,
+                false => count,
+            };
+            let mut bytes = vec![0u8; elems * self.dtype.size()];
+            // SAFETY: the buffer holds at least this many elements (sized for batch * seq
+            // rows of `width`, or the output's whole shape).
+            unsafe { self.gpu.download(cx.buf(o.buf), &mut bytes) }?;
+            let values = from_bytes(&bytes, self.dtype);
+            let data = match tokens_kind {
+                true => tokens.unpack(&values, width),
+                false => values,
+            };
+            outputs.push(Tensor::new(o.shape.clone(), data).ok_or_else(|| {
+                Error::Cuda(format!("output {} came back with the wrong size", o.name))
+            })?);
+        }
+        if let Some(c) = cache {
+            c.advance(batch.attention_mask(), batch.seq());
+        }
+        Ok(outputs)
+    }
+}
