@@ -24,6 +24,9 @@ pub fn apply(act: Activation, x: f32) -> f32 {
 }
 
 /// Applies `act` to every value in place (one loop per activation, so each vectorizes).
+/// Always inlined, so a caller compiled for wider vectors (the GEMM's per-ISA epilogues)
+/// gets the loops vectorized for them.
+#[inline(always)]
 pub fn apply_slice(act: Activation, xs: &mut [f32]) {
     macro_rules! each {
         ($a:expr) => {
