@@ -77,7 +77,9 @@ impl Path {
         match self {
             #[cfg(target_arch = "x86_64")]
             Path::Native => {
-                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512bf16")
             }
             Path::Portable => true,
             #[cfg(not(target_arch = "x86_64"))]
@@ -142,7 +144,7 @@ pub fn linear_bf16_with(
     let lda = k.next_multiple_of(2);
     with_scratch(&SCRATCH, |a| {
         a.resize(rows * lda, 0);
-        round_rows(&x[..rows * k], k, &mut a[..rows * lda], lda);
+        round_rows(path == Path::Native, &x[..rows * k], k, &mut a[..rows * lda], lda);
         let isa = match path {
             Path::Native => Isa::Avx512,
             Path::Portable => Isa::detect(),
@@ -158,13 +160,14 @@ pub fn linear_bf16_with(
     });
 }
 
-/// Rounds rows of `k` values into rows of `lda` bf16 values, zero padded.
-fn round_rows(x: &[f32], k: usize, a: &mut [u16], lda: usize) {
-    let one = |(src, dst): (&[f32], &mut [u16])| {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = to_bf16(s);
-        }
-        dst[src.len()..].fill(0);
+/// Rounds rows of `k` values into rows of `lda` bf16 values, zero padded; `native`
+/// compiles the loop for AVX-512 (same results: the rounding is integer arithmetic).
+fn round_rows(native: bool, x: &[f32], k: usize, a: &mut [u16], lda: usize) {
+    let one = |(src, dst): (&[f32], &mut [u16])| match native {
+        // SAFETY: the native path is supported, so AVX-512F and BW are.
+        #[cfg(target_arch = "x86_64")]
+        true => unsafe { round_row_avx512(src, dst) },
+        _ => round_row(src, dst),
     };
     if k == 0 {
         return;
@@ -178,6 +181,20 @@ fn round_rows(x: &[f32], k: usize, a: &mut [u16], lda: usize) {
     } else {
         x.chunks_exact(k).zip(a.chunks_exact_mut(lda)).for_each(one);
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn round_row_avx512(src: &[f32], dst: &mut [u16]) {
+    round_row(src, dst);
+}
+
+#[inline(always)]
+fn round_row(src: &[f32], dst: &mut [u16]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = to_bf16(s);
+    }
+    dst[src.len()..].fill(0);
 }
 
 /// One bf16 microkernel call: C[rows, NR] = start + A[rows, 2 pairs] · B[2 pairs, NR].

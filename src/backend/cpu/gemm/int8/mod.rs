@@ -122,7 +122,10 @@ impl Path {
         match self {
             #[cfg(target_arch = "x86_64")]
             Path::Native => {
-                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
             }
             Path::Portable => true,
             #[cfg(not(target_arch = "x86_64"))]
