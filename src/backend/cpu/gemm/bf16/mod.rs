@@ -144,7 +144,13 @@ pub fn linear_bf16_with(
     let lda = k.next_multiple_of(2);
     with_scratch(&SCRATCH, |a| {
         a.resize(rows * lda, 0);
-        round_rows(path == Path::Native, &x[..rows * k], k, &mut a[..rows * lda], lda);
+        round_rows(
+            path == Path::Native,
+            &x[..rows * k],
+            k,
+            &mut a[..rows * lda],
+            lda,
+        );
         let isa = match path {
             Path::Native => Isa::Avx512,
             Path::Portable => Isa::detect(),

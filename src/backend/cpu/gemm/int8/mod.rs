@@ -161,25 +161,23 @@ impl QuantRows {
         outliers::select(x, k, &mut self.colmax, &mut self.outliers);
         let native = path == Path::Native && path.int8_supported();
         let skip = &self.outliers[..];
-        let one =
-            |tmp: &mut Vec<f32>,
-             ((src, dst), (scale, zero)): ((&[f32], &mut [u8]), (&mut f32, &mut i32))| {
-                let src = match skip.is_empty() {
-                    true => src,
-                    false => {
-                        tmp.clear();
-                        tmp.extend_from_slice(src);
-                        skip.iter().for_each(|&j| tmp[j] = 0.0);
-                        &tmp[..]
-                    }
-                };
-                (*scale, *zero) = match native {
-                    // SAFETY: the native path is supported, so AVX-512F is.
-                    #[cfg(target_arch = "x86_64")]
-                    true => unsafe { avx512::quantize_row(src, dst) },
-                    _ => quantize_row(src, dst),
-                };
+        let one = |tmp: &mut Vec<f32>, ((src, dst), (scale, zero)): RowJob| {
+            let src = match skip.is_empty() {
+                true => src,
+                false => {
+                    tmp.clear();
+                    tmp.extend_from_slice(src);
+                    skip.iter().for_each(|&j| tmp[j] = 0.0);
+                    &tmp[..]
+                }
             };
+            (*scale, *zero) = match native {
+                // SAFETY: the native path is supported, so AVX-512F is.
+                #[cfg(target_arch = "x86_64")]
+                true => unsafe { avx512::quantize_row(src, dst) },
+                _ => quantize_row(src, dst),
+            };
+        };
         let meta = self.scale.iter_mut().zip(self.zero.iter_mut());
         if k == 0 {
             meta.for_each(|(s, z)| (*s, *z) = (0.0, 0));
@@ -212,6 +210,9 @@ fn row_params(lo: f32, hi: f32) -> Option<(f32, f32, f32)> {
     let zero = (-lo * inv).round_ties_even().clamp(0.0, 255.0);
     Some((scale, inv, zero))
 }
+
+/// One row to quantize: (x row, u8 row), (its step, its zero point).
+type RowJob<'a> = ((&'a [f32], &'a mut [u8]), (&'a mut f32, &'a mut i32));
 
 /// Quantizes one row into `dst` (its tail past the row is zeroed); returns (t, z).
 /// u = round_ties_even(x * (1 / t) + z) clamped to [0, 255], as the AVX-512 version.

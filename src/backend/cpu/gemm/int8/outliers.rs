@@ -100,7 +100,11 @@ unsafe fn correct_row_avx512(
     let n = out.len();
     let mut c0 = 0;
     while c0 < n {
-        let mask: __mmask16 = if n - c0 >= 16 { 0xFFFF } else { (1 << (n - c0)) - 1 };
+        let mask: __mmask16 = if n - c0 >= 16 {
+            0xFFFF
+        } else {
+            (1 << (n - c0)) - 1
+        };
         let mut acc = match bias {
             Some(b) => _mm512_maskz_loadu_ps(mask, b.as_ptr().add(c0)),
             None => _mm512_setzero_ps(),
