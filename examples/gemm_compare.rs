@@ -2,7 +2,8 @@
 //! `gemm`-crate path and the packed GEMM run alternately, REPS times each, and the fastest
 //! run of each is reported in GFLOP/s (the fastest is the run least disturbed by other
 //! load), with the f32 FMA peak measured the same way.
-//! `cargo run --release --example gemm_compare -- [THREADS] [REPS] [ROWS...]`.
+//! `cargo run --release --example gemm_compare -- [THREADS] [REPS] [ROWS...]`; set
+//! `GEMM_ISA=avx2` or `GEMM_ISA=scalar` to time that microkernel instead of the best one.
 
 use std::time::Instant;
 
@@ -36,6 +37,11 @@ fn main() {
     if rows_list.is_empty() {
         rows_list = vec![1, 128, 1024];
     }
+    let isa = match std::env::var("GEMM_ISA").as_deref() {
+        Ok("avx2") => Isa::Avx2,
+        Ok("scalar") => Isa::Scalar,
+        _ => Isa::detect(),
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -56,7 +62,7 @@ fn main() {
             (iters * 24 * 32) as f64 / best / 1e9
         );
     }
-    println!("threads {threads}, best of {reps} alternating runs; GFLOP/s");
+    println!("threads {threads}, packed GEMM on {isa:?}, best of {reps} alternating runs; GFLOP/s");
     println!(
         "{:>16} {:>10} {:>10} {:>7}",
         "rows x k x n", "gemm-crate", "packed", "new/old"
@@ -75,7 +81,6 @@ fn main() {
                         linear_unpacked(&x, &w, Some(&b), None, rows, k, n, &mut out, threads)
                     }));
                     new = new.min(seconds(&mut || {
-                        let isa = Isa::detect();
                         linear_with(isa, threads, &x, rows, &packed, Some(&b), None, &mut out)
                     }));
                 }

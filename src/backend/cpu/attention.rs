@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::fastmath;
+use super::gemm::Isa;
 use super::matmul::{matmul, View};
 use crate::config::PositionEmbeddingType;
 
@@ -184,9 +185,19 @@ fn one_pair(
 
     let scale = (1.0 / (d as f64).sqrt()) as f32;
     let keep = &mask[b * lk..(b + 1) * lk];
+    let isa = Isa::detect();
     for i in 0..lq {
         let visible = if s.causal { s.past + i + 1 } else { lk };
-        softmax_row(&mut scores[i * lk..(i + 1) * lk], scale, keep, visible);
+        let row = &mut scores[i * lk..(i + 1) * lk];
+        match isa {
+            // SAFETY: `Isa::detect` only returns instruction sets this CPU supports.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { softmax_row_avx512(row, scale, keep, visible) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { softmax_row_avx2(row, scale, keep, visible) },
+            _ => softmax_row(row, scale, keep, visible),
+        }
     }
     matmul(
         ctx,
@@ -201,8 +212,30 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// [`softmax_row`] compiled for AVX-512 (its exp loop on zmm lanes).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_row_avx512(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
+    softmax_row(row, scale, keep, visible);
+}
+
+/// [`softmax_row`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_row_avx2(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
+    softmax_row(row, scale, keep, visible);
+}
+
 /// Scales, masks (keys j >= `visible` or with keep[j] == 0) and normalizes one row.
-/// Written without branches in the inner loops, so that they vectorize.
+/// Written without branches in the inner loops, so that they vectorize; always inlined
+/// into the per-ISA wrappers above so that they vectorize for the widest vectors.
+#[inline(always)]
 fn softmax_row(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
     let n = visible.min(row.len());
     let (live, future) = row.split_at_mut(n);

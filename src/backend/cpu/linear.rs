@@ -18,8 +18,12 @@ use crate::config::Activation;
 use crate::tensor::Tensor;
 use crate::weights::WeightId;
 
-/// Packed copies of the weights linears have used, keyed by weight id and storage address
-/// (so a backend that is handed another parameter store never reuses a stale panel).
+/// Packed copies of the weights linears have used, keyed by weight id and storage address.
+/// A backend belongs to one model, which owns the parameter store for as long as the
+/// backend lives, so an address cannot be reused by another tensor while it is cached;
+/// the address in the key keeps a backend handed a second store from mixing them up.
+/// Memory: about one more copy of every linear weight (panels are zero-padded to 48
+/// columns).
 #[derive(Debug, Default)]
 pub struct PackedWeights {
     packed: Mutex<HashMap<(WeightId, usize), Arc<PackedLinear>>>,

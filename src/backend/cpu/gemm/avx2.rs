@@ -1,5 +1,6 @@
-//! AVX2 + FMA microkernel: a 4 x 24 tile in 12 ymm accumulators, run twice per 48-column
-//! panel (its two halves), for x86-64 machines without AVX-512.
+//! AVX2 + FMA microkernel: a 6 x 16 tile in 12 ymm accumulators (with the two B vectors
+//! and the broadcast, 15 of the 16 ymm registers; a 4 x 24 tile needs all 16 and LLVM
+//! spills it), run three times per 48-column panel, for x86-64 machines without AVX-512.
 
 use std::arch::x86_64::*;
 
@@ -8,10 +9,13 @@ use crate::backend::cpu::activation;
 use crate::config::Activation;
 
 /// Rows of the register tile.
-pub const MR: usize = 4;
+pub const MR: usize = 6;
 
-/// Ymm vectors per half panel.
-const V: usize = NR / 2 / 8;
+/// Columns per pass over the panel.
+const W: usize = 16;
+
+/// Ymm vectors per pass.
+const V: usize = W / 8;
 
 /// Runs one tile of 1..=MR rows over a whole panel.
 ///
@@ -20,19 +24,21 @@ const V: usize = NR / 2 / 8;
 /// documented on [`Tile`], with `t.rows <= MR`.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn tile(t: &Tile) {
-    for half in [0, NR / 2] {
+    for col0 in (0..NR).step_by(W) {
         match t.rows {
-            1 => half_m::<1>(t, half),
-            2 => half_m::<2>(t, half),
-            3 => half_m::<3>(t, half),
-            _ => half_m::<MR>(t, half),
+            1 => part_m::<1>(t, col0),
+            2 => part_m::<2>(t, col0),
+            3 => part_m::<3>(t, col0),
+            4 => part_m::<4>(t, col0),
+            5 => part_m::<5>(t, col0),
+            _ => part_m::<MR>(t, col0),
         }
     }
 }
 
-/// Columns `col0..col0 + NR / 2` of the tile.
+/// Columns `col0..col0 + W` of the tile.
 #[inline(always)]
-unsafe fn half_m<const M: usize>(t: &Tile, col0: usize) {
+unsafe fn part_m<const M: usize>(t: &Tile, col0: usize) {
     let mut acc = [[_mm256_setzero_ps(); V]; M];
     match t.start {
         Start::Zero => {}

@@ -8,7 +8,7 @@
 //!   padded.
 //! - x is not packed: the microkernel broadcasts x[r, kk] straight from row-major x.
 //! - Microkernels per ISA, chosen once at run time: AVX-512F (8 x 48 tile, 24 zmm
-//!   accumulators), AVX2 + FMA (4 x 24, twice per panel) and portable scalar loops. Short
+//!   accumulators), AVX2 + FMA (6 x 16, three times per panel) and portable scalar loops. Short
 //!   row tiles use the same kernels instantiated for fewer rows; a ragged last panel is
 //!   computed through a stack tile and copied out (the generic edge path).
 //! - Blocking: k is cut into blocks of at most [`KC`]; a task owns a block of rows and a
@@ -336,10 +336,10 @@ fn drive<K: Kernel>(
         blocks,
     };
     let tasks = blocks.row_blocks * blocks.col_blocks;
-    if threads <= 1 || tasks == 1 {
-        (0..tasks).for_each(|t| ctx.run(t));
-    } else {
+    if threads > 1 && tasks > 1 && rows * n * k >= SERIAL_WORK {
         (0..tasks).into_par_iter().for_each(|t| ctx.run(t));
+    } else {
+        (0..tasks).for_each(|t| ctx.run(t));
     }
 }
 
