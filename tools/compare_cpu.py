@@ -4,7 +4,9 @@
 Every engine runs the same BertModel weights on the same inputs, in one run:
 
 * bertrt       `bertrt bench --json` (RAYON_NUM_THREADS = --threads); its own
-               warm-up run, then the median of --iters timed forwards.
+               warm-up run, then the median of --iters timed forwards. Once per
+               CPU dtype of --bertrt-dtypes (f32, bf16, int8: `--dtype`), each a
+               column of its own (bertrt, bertrt-bf16, bertrt-int8).
 * ORT          the model exported to ONNX (last_hidden_state, dynamic batch and
                sequence axes), session with ORT_ENABLE_ALL, intra-op threads =
                --threads, one inter-op thread, sequential execution.
@@ -23,7 +25,10 @@ timings (sorted[n // 2], as bertrt bench computes it).
 
 Accuracy: a float64 transformers reference (eager attention) on one input of
 --accuracy-shape per model; each path's max |diff| of last_hidden_state
-(bertrt through `bertrt run --task raw`).
+(bertrt through `bertrt run --task raw`) and the lowest cosine, over the batch,
+between its mean-pooled embedding (the mean of last_hidden_state over the
+attention mask, as sentence-transformers pools all-MiniLM-L6-v2) and the
+reference's.
 
 Models (--models, comma-separated):
   minilm     all-MiniLM-L6-v2 from the bertrt cache (fetched by bertrt on first use)
@@ -40,7 +45,8 @@ Setup and use, from the repository root:
     nice -n 19 .venv-compare/bin/python tools/compare_cpu.py --threads 2 --iters 10
 
 Options: --threads N (2), --iters N (10), --warmup N (2), --bertrt PATH
-(./target/release/bertrt), --models LIST (minilm,bert-base), --shapes LIST
+(./target/release/bertrt), --bertrt-dtypes LIST (f32; e.g. f32,bf16,int8),
+--models LIST (minilm,bert-base), --shapes LIST
 (1x128,8x128,32x128), --accuracy-shape BxL (2x128), --no-ort-fused,
 --torch-compile, --json FILE (save every number).
 """
@@ -217,11 +223,17 @@ def time_fn(fn, warmup: int, iters: int) -> dict:
 # Engines
 
 
-def run_bertrt_bench(bertrt: Path, folder: Path, shapes, iters: int, threads: int) -> dict:
+def bertrt_key(dtype: str) -> str:
+    """The engine key of bertrt in `dtype` (plain "bertrt" for f32)."""
+    return "bertrt" if dtype == "f32" else f"bertrt_{dtype}"
+
+
+def run_bertrt_bench(bertrt: Path, folder: Path, shapes, iters: int, threads: int,
+                     dtype: str = "f32") -> dict:
     cmd = [
         str(bertrt), "bench", "--model", str(folder),
         "--shapes", ",".join(f"{b}x{l}" for b, l in shapes),
-        "--iters", str(iters), "--json",
+        "--iters", str(iters), "--json", "--dtype", dtype,
     ]
     proc = subprocess.run(cmd, env=bertrt_env(threads), capture_output=True, text=True)
     if proc.returncode != 0:
@@ -238,12 +250,13 @@ def run_bertrt_bench(bertrt: Path, folder: Path, shapes, iters: int, threads: in
     return out
 
 
-def run_bertrt_raw(bertrt: Path, folder: Path, feed: dict, threads: int) -> np.ndarray:
+def run_bertrt_raw(bertrt: Path, folder: Path, feed: dict, threads: int,
+                   dtype: str = "f32") -> np.ndarray:
     request = {
         "input_ids": feed["input_ids"].tolist(),
         "attention_mask": feed["attention_mask"].tolist(),
     }
-    cmd = [str(bertrt), "run", "--model", str(folder), "--task", "raw"]
+    cmd = [str(bertrt), "run", "--model", str(folder), "--task", "raw", "--dtype", dtype]
     proc = subprocess.run(
         cmd, input=json.dumps(request) + "\n", env=bertrt_env(threads),
         capture_output=True, text=True,
@@ -392,20 +405,34 @@ def print_table(label: str, config, rows: list[dict], engines: list[tuple[str, s
     print()
     print(f"== {label}: {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
           f"{config.num_attention_heads} heads, intermediate {config.intermediate_size} ==")
-    head = ["shape"] + [f"{title} ms" for _, title in engines] + ["bertrt/ORT"]
+    ours = [(key, title) for key, title in engines if key.startswith("bertrt")]
     has_fused = any(key == "ort_fused" for key, _ in engines)
+    head = ["shape"] + [f"{title} ms" for _, title in engines]
+    head += [f"{title}/ORT" for _, title in ours]
     if has_fused:
-        head.append("bertrt/ORT-fused")
+        head += [f"{title}/ORT-fused" for _, title in ours]
     head.append("PyTorch/ORT")
     widths = [max(8, len(h)) for h in head]
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for row in rows:
         cells = [row["shape"]] + [fmt_ms(row.get(key)) for key, _ in engines]
-        cells.append(fmt_ratio(row.get("bertrt"), row.get("ort")))
+        cells += [fmt_ratio(row.get(key), row.get("ort")) for key, _ in ours]
         if has_fused:
-            cells.append(fmt_ratio(row.get("bertrt"), row.get("ort_fused")))
+            cells += [fmt_ratio(row.get(key), row.get("ort_fused")) for key, _ in ours]
         cells.append(fmt_ratio(row.get("pytorch"), row.get("ort")))
         print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+
+
+def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of [batch, seq, width] over the positions whose mask is 1."""
+    m = mask.astype(np.float64)[:, :, None]
+    return (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1.0)
+
+
+def lowest_cosine(out: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    a, b = mean_pooled(out, mask), mean_pooled(reference, mask)
+    cos = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return float(cos.min())
 
 
 # ---------------------------------------------------------------------------
@@ -472,15 +499,18 @@ def compare_model(spec: str, args, shapes, engines) -> dict:
     del model
     gc.collect()
 
-    # bertrt.
-    print(f"[{spec}] bertrt bench", flush=True)
-    for shape, point in run_bertrt_bench(args.bertrt, folder, shapes, args.iters, args.threads).items():
-        if shape in timings:
-            timings[shape]["bertrt"] = point
-    try:
-        outputs["bertrt"] = run_bertrt_raw(args.bertrt, folder, acc_feed, args.threads)
-    except Exception as e:  # noqa: BLE001 - the speed numbers still stand
-        result["notes"].append(f"bertrt accuracy: {e}")
+    # bertrt, once per dtype.
+    for dtype in args.bertrt_dtypes:
+        key = bertrt_key(dtype)
+        print(f"[{spec}] bertrt bench --dtype {dtype}", flush=True)
+        points = run_bertrt_bench(args.bertrt, folder, shapes, args.iters, args.threads, dtype)
+        for shape, point in points.items():
+            if shape in timings:
+                timings[shape][key] = point
+        try:
+            outputs[key] = run_bertrt_raw(args.bertrt, folder, acc_feed, args.threads, dtype)
+        except Exception as e:  # noqa: BLE001 - the speed numbers still stand
+            result["notes"].append(f"bertrt {dtype} accuracy: {e}")
 
     # float64 reference.
     print(f"[{spec}] float64 reference", flush=True)
@@ -500,16 +530,19 @@ def compare_model(spec: str, args, shapes, engines) -> dict:
         rows.append(row)
     result["timings"] = rows
     accuracy = {"shape": list(args.accuracy_shape), "max_abs_reference": float(np.abs(reference).max())}
+    cosines = {}
     for key, _ in engines:
         out = outputs.get(key)
         if out is None:
-            accuracy[key] = None
+            accuracy[key] = cosines[key] = None
         elif out.shape != reference.shape:
-            accuracy[key] = None
+            accuracy[key] = cosines[key] = None
             result["notes"].append(f"{key}: output shape {out.shape} != reference {reference.shape}")
         else:
             accuracy[key] = float(np.abs(out - reference).max())
+            cosines[key] = lowest_cosine(out, reference, acc_feed["attention_mask"])
     result["accuracy"] = accuracy
+    result["embedding_cosine"] = cosines
     return result
 
 
@@ -519,6 +552,8 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs for the Python engines")
     parser.add_argument("--bertrt", type=Path, default=Path("target/release/bertrt"))
+    parser.add_argument("--bertrt-dtypes", default="f32",
+                        help="bertrt's CPU dtypes to run, comma-separated: f32, bf16, int8")
     parser.add_argument("--models", default="minilm,bert-base")
     parser.add_argument("--shapes", default="1x128,8x128,32x128")
     parser.add_argument("--accuracy-shape", default="2x128")
@@ -530,6 +565,10 @@ def main() -> int:
     if args.threads < 1 or args.iters < 1 or args.warmup < 0:
         parser.error("--threads and --iters must be >= 1, --warmup >= 0")
     shapes = parse_shapes(args.shapes)
+    args.bertrt_dtypes = [d.strip() for d in args.bertrt_dtypes.split(",") if d.strip()]
+    bad = [d for d in args.bertrt_dtypes if d not in ("f32", "bf16", "int8")]
+    if bad or not args.bertrt_dtypes:
+        parser.error(f"--bertrt-dtypes: expected f32, bf16 and/or int8, got {args.bertrt_dtypes}")
     args.accuracy_shape = parse_shapes(args.accuracy_shape)[0]
     if not args.bertrt.is_file():
         parser.error(f"--bertrt: {args.bertrt} not found (cargo build --release --bin bertrt)")
@@ -546,7 +585,8 @@ def main() -> int:
 
     transformers.logging.set_verbosity_error()
 
-    engines = [("bertrt", "bertrt"), ("ort", "ORT")]
+    engines = [(bertrt_key(d), "bertrt" if d == "f32" else f"bertrt-{d}") for d in args.bertrt_dtypes]
+    engines.append(("ort", "ORT"))
     if not args.no_ort_fused:
         engines.append(("ort_fused", "ORT-fused"))
     engines.append(("pytorch", "PyTorch"))
@@ -611,11 +651,13 @@ def main() -> int:
         print_table(res["label"], config, res["timings"], engines)
         acc = res["accuracy"]
         b, l = acc["shape"]
-        print(f"accuracy vs float64 transformers, {b}x{l}, last_hidden_state max |diff| "
-              f"(max |reference| = {acc['max_abs_reference']:.3g}):")
+        print(f"accuracy vs float64 transformers, {b}x{l}: last_hidden_state max |diff| "
+              f"(max |reference| = {acc['max_abs_reference']:.3g}), lowest mean-pooled embedding cosine:")
+        cosines = res.get("embedding_cosine", {})
         for key, title in engines:
-            value = acc.get(key)
-            print(f"  {title:<10} {'n/a' if value is None else f'{value:.3e}'}")
+            value, cos = acc.get(key), cosines.get(key)
+            print(f"  {title:<12} {'n/a' if value is None else f'{value:.3e}':>10}  "
+                  f"{'n/a' if cos is None else f'{cos:.6f}'}")
         for note in res["notes"]:
             print(f"  note: {note}")
     if args.json:

@@ -159,6 +159,12 @@ impl Gpu for HostGpu {
         match g.dtype {
             Dtype::F32 => gemm_typed::<f32>(g, |v| v, |v| v),
             Dtype::F16 => gemm_typed::<f16>(g, f16::to_f32, f16::from_f32),
+            Dtype::Bf16 | Dtype::Int8 => {
+                return Err(Error::Unsupported(format!(
+                    "dtype {} has no CUDA GEMM; it is CPU-only for now",
+                    g.dtype
+                )))
+            }
         }
         Ok(())
     }

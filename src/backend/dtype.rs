@@ -11,6 +11,12 @@ pub enum Dtype {
     F32,
     /// IEEE half precision, computed in f32 (the CUDA default).
     F16,
+    /// CPU only: linears in bfloat16 (weights packed once, activations rounded per call,
+    /// f32 accumulation); everything else and the activations between ops stay f32.
+    Bf16,
+    /// CPU only: linears in int8 (weights quantized once per output column, activations
+    /// quantized per row on each call, i32 accumulation); everything else stays f32.
+    Int8,
 }
 
 impl Dtype {
@@ -18,15 +24,19 @@ impl Dtype {
     pub fn size(self) -> usize {
         match self {
             Dtype::F32 => 4,
-            Dtype::F16 => 2,
+            Dtype::F16 | Dtype::Bf16 => 2,
+            Dtype::Int8 => 1,
         }
     }
 
-    /// Entry-point suffix of the kernels: `f32` or `f16`.
+    /// The dtype's name, also the entry-point suffix of the CUDA kernels (which exist for
+    /// `f32` and `f16` only).
     pub fn suffix(self) -> &'static str {
         match self {
             Dtype::F32 => "f32",
             Dtype::F16 => "f16",
+            Dtype::Bf16 => "bf16",
+            Dtype::Int8 => "int8",
         }
     }
 }
@@ -38,8 +48,10 @@ impl FromStr for Dtype {
         match s {
             "f32" | "float32" => Ok(Dtype::F32),
             "f16" | "float16" | "half" => Ok(Dtype::F16),
+            "bf16" | "bfloat16" => Ok(Dtype::Bf16),
+            "int8" | "i8" => Ok(Dtype::Int8),
             _ => Err(Error::Unsupported(format!(
-                "unknown dtype {s:?}; expected f32 or f16"
+                "unknown dtype {s:?}; expected f32, f16, bf16 or int8"
             ))),
         }
     }

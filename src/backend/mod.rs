@@ -124,9 +124,15 @@ pub trait Backend: Send + Sync {
 pub fn create(target: impl Into<Target>) -> Result<Box<dyn Backend>> {
     let target = target.into();
     match (target.device, target.dtype()) {
-        (Device::Cpu, Dtype::F32) => Ok(Box::new(cpu::CpuBackend::default())),
+        (Device::Cpu, dtype @ (Dtype::F32 | Dtype::Bf16 | Dtype::Int8)) => {
+            Ok(Box::new(cpu::CpuBackend::new(dtype)))
+        }
         (Device::Cpu, other) => Err(Error::Unsupported(format!(
-            "dtype {other} is not available on the CPU; use f32"
+            "dtype {other} is not available on the CPU; use f32, bf16 or int8"
+        ))),
+        // The CUDA kernels exist in f32 and f16 only; bf16 and int8 are CPU paths for now.
+        (Device::Cuda(_), dtype @ (Dtype::Bf16 | Dtype::Int8)) => Err(Error::Unsupported(format!(
+            "dtype {dtype} is only available on the CPU for now; use f16 or f32 on CUDA"
         ))),
         (Device::Cuda(n), dtype) => cuda_backend(n, dtype),
     }

@@ -48,7 +48,7 @@ struct BenchArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// f32 or f16 (default: f32 on the CPU, f16 on CUDA).
+    /// f32, f16 (CUDA), bf16 or int8 (CPU) (default: f32 on the CPU, f16 on CUDA).
     #[arg(long)]
     dtype: Option<String>,
     /// Print one JSON object per point instead of a table.
@@ -81,7 +81,7 @@ struct RunArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// f32 or f16 (default: f32 on the CPU, f16 on CUDA).
+    /// f32, f16 (CUDA), bf16 or int8 (CPU) (default: f32 on the CPU, f16 on CUDA).
     #[arg(long)]
     dtype: Option<String>,
     /// raw: the head (bert, mlm, seq-cls, ... or a class name); default architectures[0].

@@ -114,7 +114,8 @@ fn check(
                 bad.join(", ")
             )
         }),
-        Dtype::F16 => {
+        // The CUDA dtypes are f32 and f16; bf16/int8 (CPU-only) would be judged as f16.
+        Dtype::F16 | Dtype::Bf16 | Dtype::Int8 => {
             l2.diff2 += diff2;
             l2.ref2 += ref2;
             l2.max_err = l2.max_err.max(max_err);
@@ -313,7 +314,7 @@ fn agree(
     let rel = d2.sqrt() / r2.sqrt().max(1e-30);
     let ok = match dtype {
         Dtype::F32 => max_d <= 1e-4 * max_r.max(1.0),
-        Dtype::F16 => rel <= F16_REL_L2,
+        Dtype::F16 | Dtype::Bf16 | Dtype::Int8 => rel <= F16_REL_L2,
     };
     (!ok).then(|| format!("{what}: max |d| {max_d:.3e}, relative L2 {rel:.3e}"))
 }

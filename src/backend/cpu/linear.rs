@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::activation;
-use super::gemm::{self, PackedWeight};
 use super::matmul::{matmul, View};
+use super::packed_linear::PackedLinear;
+use crate::backend::Dtype;
 use crate::config::Activation;
 use crate::tensor::Tensor;
 use crate::weights::WeightId;
@@ -25,42 +26,49 @@ use crate::weights::WeightId;
 /// columns).
 #[derive(Debug, Default)]
 pub struct PackedWeights {
-    packed: Mutex<HashMap<(WeightId, usize), Arc<PackedWeight>>>,
+    packed: Mutex<HashMap<(WeightId, usize), Arc<PackedLinear>>>,
 }
 
 impl PackedWeights {
-    /// The packed form of `w` ([n, k]), packing it on first use. `None` when the tensor
-    /// does not hold n * k values.
-    pub fn get(&self, id: WeightId, w: &Tensor, n: usize, k: usize) -> Option<Arc<PackedWeight>> {
+    /// The packed form of `w` ([n, k]) in `dtype`, packing it on first use. `None` when
+    /// the tensor does not hold n * k values.
+    pub fn get(
+        &self,
+        id: WeightId,
+        w: &Tensor,
+        n: usize,
+        k: usize,
+        dtype: Dtype,
+    ) -> Option<Arc<PackedLinear>> {
         let key = (id, w.data().as_ptr() as usize);
-        let hit = |p: &Arc<PackedWeight>| p.n() == n && p.k() == k;
+        let hit = |p: &Arc<PackedLinear>| p.shape() == (n, k) && p.dtype() == dtype;
         if let Some(p) = self.lock().get(&key).filter(|p| hit(p)) {
             return Some(Arc::clone(p));
         }
         // Packed outside the lock; two threads racing on one weight both pack it and one
         // copy wins, which is harmless.
-        let p = Arc::new(PackedWeight::pack(w.data(), n, k)?);
+        let p = Arc::new(PackedLinear::pack(dtype, w.data(), n, k)?);
         self.lock().insert(key, Arc::clone(&p));
         Some(p)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(WeightId, usize), Arc<PackedWeight>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(WeightId, usize), Arc<PackedLinear>>> {
         // A panic while holding the lock cannot leave the map half-updated (inserts are
         // single calls), so a poisoned lock is still usable.
         self.packed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// out[rows, n] = act(x[rows, k] · wᵀ + b[n]) with `w` already packed.
+/// out[rows, n] = act(x[rows, k] · wᵀ + b[n]) with `w` already packed (in its precision).
 pub fn linear(
     x: &[f32],
-    w: &PackedWeight,
+    w: &PackedLinear,
     b: Option<&[f32]>,
     act: Option<Activation>,
     rows: usize,
     out: &mut [f32],
 ) {
-    gemm::linear(x, rows, w, b, act, out);
+    w.run(x, rows, b, act, out);
 }
 
 /// out[rows, n] = act(x[rows, k] · w[n, k]ᵀ + b[n]) through the `gemm` crate on the
@@ -117,10 +125,13 @@ mod tests {
         let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
         let tensor = Tensor::new(vec![n, k], w.clone()).expect("sizes match");
         let cache = PackedWeights::default();
-        let packed = cache.get(WeightId(0), &tensor, n, k).expect("sizes match");
-        let again = cache.get(WeightId(0), &tensor, n, k).expect("cached");
+        let get = |id, k, dtype| cache.get(WeightId(id), &tensor, n, k, dtype);
+        let packed = get(0, k, Dtype::F32).expect("sizes match");
+        let again = get(0, k, Dtype::F32).expect("cached");
         assert!(Arc::ptr_eq(&packed, &again), "packed once, then reused");
-        assert!(cache.get(WeightId(1), &tensor, n, k + 1).is_none());
+        assert!(get(1, k + 1, Dtype::F32).is_none());
+        let bf16 = get(0, k, Dtype::Bf16).expect("sizes match");
+        assert_eq!(bf16.dtype(), Dtype::Bf16, "another dtype repacks");
         let act = Some(Activation::Gelu);
         let (mut new, mut old) = (vec![0.0; rows * n], vec![0.0; rows * n]);
         linear(&x, &packed, Some(&b), act, rows, &mut new);

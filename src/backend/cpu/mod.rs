@@ -1,6 +1,8 @@
 //! The CPU backend: every op in f32, the reference the GPU is checked against.
-//! Linears run on the packed GEMM of [`gemm`] (weights packed once, on first use);
-//! attention's products go through the `gemm` crate. Both use the rayon pool.
+//! Linears run on the packed GEMM of [`gemm`] (weights packed once, on first use), in f32
+//! or, with [`Dtype::Bf16`] / [`Dtype::Int8`], in bf16 or int8 (only the linears: their
+//! inputs, outputs and every other op stay f32); attention's products go through the
+//! `gemm` crate. Both use the rayon pool.
 
 pub mod activation;
 pub mod attention;
@@ -10,10 +12,11 @@ pub mod gemm;
 pub mod layernorm;
 pub mod linear;
 pub mod matmul;
+pub mod packed_linear;
 
 use std::sync::Mutex;
 
-use super::{Backend, Device};
+use super::{Backend, Device, Dtype};
 use crate::batch::Batch;
 use crate::cache::KvCache;
 use crate::error::{Error, Result};
@@ -24,17 +27,42 @@ use crate::weights::ParamStore;
 use attention::{AttnShape, KvSource, RelativeTable};
 use embeddings::EmbeddingTables;
 use linear::PackedWeights;
+use packed_linear::linear_dtype;
 
 /// Executes plans on the host.
 ///
 /// Arenas (every buffer of a plan) are kept after a run and reused by the next run of the
 /// same buffer sizes, so steady-state forwards allocate nothing but their outputs.
 /// Every op writes all of its output, so a reused arena needs no clearing.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CpuBackend {
     arenas: Mutex<Vec<Arena>>,
     /// Linear weights packed for the GEMM, each on its first use.
     packed: PackedWeights,
+    /// The linears' precision: F32, Bf16 or Int8.
+    dtype: Dtype,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        CpuBackend::new(Dtype::F32)
+    }
+}
+
+impl CpuBackend {
+    /// A backend whose linears run in `dtype` (F32, Bf16 or Int8; F16 runs as F32, and
+    /// [`super::create`] rejects it for the CPU).
+    pub fn new(dtype: Dtype) -> Self {
+        let dtype = match dtype {
+            Dtype::F16 => Dtype::F32,
+            other => other,
+        };
+        CpuBackend {
+            arenas: Mutex::default(),
+            packed: PackedWeights::default(),
+            dtype,
+        }
+    }
 }
 
 /// Arenas kept for reuse (one per recent shape; concurrent callers may add more).
@@ -80,6 +108,10 @@ impl Backend for CpuBackend {
         Device::Cpu
     }
 
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
     fn execute(
         &self,
         plan: &Plan,
@@ -101,11 +133,16 @@ impl Backend for CpuBackend {
             Some(c) => c.full_mask(batch.attention_mask(), batch.seq()),
             None => batch.attention_mask().to_vec(),
         };
+        let linears = Linears {
+            packed: &self.packed,
+            dtype: self.dtype,
+            activated: activated_buffers(plan),
+        };
         for op in &plan.ops {
             run_op(
                 op,
                 plan,
-                &self.packed,
+                &linears,
                 params,
                 batch,
                 &mask,
@@ -136,11 +173,33 @@ impl Backend for CpuBackend {
     }
 }
 
+/// How the linears of one run are computed.
+struct Linears<'a> {
+    packed: &'a PackedWeights,
+    dtype: Dtype,
+    /// Per buffer: whether a linear with an activation writes it.
+    activated: Vec<bool>,
+}
+
+/// Which buffers hold an activation's output (a linear with `act`).
+fn activated_buffers(plan: &Plan) -> Vec<bool> {
+    let mut activated = vec![false; plan.bufs.len()];
+    for op in &plan.ops {
+        if let Op::Linear {
+            act: Some(_), out, ..
+        } = *op
+        {
+            activated[out.0] = true;
+        }
+    }
+    activated
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_op(
     op: &Op,
     plan: &Plan,
-    packed: &PackedWeights,
+    linears: &Linears,
     params: &ParamStore,
     batch: &Batch,
     mask: &[u8],
@@ -189,8 +248,10 @@ fn run_op(
             out,
         } => {
             let mut dst = arena.take(out);
-            let packed = packed
-                .get(weight, params.get(weight), n, k)
+            let dtype = linear_dtype(linears.dtype, linears.activated[x.0]);
+            let packed = linears
+                .packed
+                .get(weight, params.get(weight), n, k, dtype)
                 .ok_or_else(|| {
                     Error::Unsupported(format!("plan bug: linear weight is not [{n}, {k}]"))
                 })?;

@@ -299,6 +299,12 @@ impl Gpu for CudaGpu {
         let ty = match g.dtype {
             Dtype::F32 => blas::cudaDataType::CUDA_R_32F,
             Dtype::F16 => blas::cudaDataType::CUDA_R_16F,
+            Dtype::Bf16 | Dtype::Int8 => {
+                return Err(Error::Unsupported(format!(
+                    "dtype {} has no CUDA GEMM; it is CPU-only for now",
+                    g.dtype
+                )))
+            }
         };
         let (alpha, beta) = (1.0f32, 0.0f32);
         let dim = |v: usize| {

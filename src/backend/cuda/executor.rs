@@ -194,26 +194,35 @@ impl Ctx<'_> {
     }
 }
 
-fn to_bytes(data: &[f32], dtype: Dtype) -> Vec<u8> {
+/// The CUDA kernels' dtypes; bf16 and int8 are CPU-only paths (see [`Dtype`]).
+fn unsupported(dtype: Dtype) -> Error {
+    Error::Unsupported(format!(
+        "dtype {dtype} is only available on the CPU for now; use f16 or f32 on CUDA"
+    ))
+}
+
+fn to_bytes(data: &[f32], dtype: Dtype) -> Result<Vec<u8>> {
     match dtype {
-        Dtype::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        Dtype::F16 => data
+        Dtype::F32 => Ok(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        Dtype::F16 => Ok(data
             .iter()
             .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-            .collect(),
+            .collect()),
+        Dtype::Bf16 | Dtype::Int8 => Err(unsupported(dtype)),
     }
 }
 
-fn from_bytes(bytes: &[u8], dtype: Dtype) -> Vec<f32> {
+fn from_bytes(bytes: &[u8], dtype: Dtype) -> Result<Vec<f32>> {
     match dtype {
-        Dtype::F32 => bytes
+        Dtype::F32 => Ok(bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => bytes
+            .collect()),
+        Dtype::F16 => Ok(bytes
             .chunks_exact(2)
             .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+            .collect()),
+        Dtype::Bf16 | Dtype::Int8 => Err(unsupported(dtype)),
     }
 }
 
@@ -265,6 +274,9 @@ impl<G: Gpu> GpuBackend<G> {
     }
 
     fn upload_weights(&self, params: &ParamStore) -> Result<Weights<G>> {
+        if matches!(self.dtype, Dtype::Bf16 | Dtype::Int8) {
+            return Err(unsupported(self.dtype));
+        }
         let elem = self.dtype.size();
         let mut offsets = Vec::with_capacity(params.len());
         let mut total = 0;
@@ -275,7 +287,7 @@ impl<G: Gpu> GpuBackend<G> {
         let mem = self.gpu.alloc(total.max(ALIGN))?;
         let base = G::address(&mem);
         for ((_, t), &off) in params.iter().zip(&offsets) {
-            let bytes = to_bytes(t.data(), self.dtype);
+            let bytes = to_bytes(t.data(), self.dtype)?;
             // SAFETY: each tensor's aligned slot lies inside the allocation just made.
             unsafe { self.gpu.upload(base + off as DevPtr, &bytes) }?;
         }
@@ -658,7 +670,7 @@ impl<G: Gpu> Backend for GpuBackend<G> {
             // SAFETY: the buffer holds at least this many elements (sized for batch * seq
             // rows of `width`, or the output's whole shape).
             unsafe { self.gpu.download(cx.buf(o.buf), &mut bytes) }?;
-            let values = from_bytes(&bytes, self.dtype);
+            let values = from_bytes(&bytes, self.dtype)?;
             let data = match tokens_kind {
                 true => tokens.unpack(&values, width),
                 false => values,

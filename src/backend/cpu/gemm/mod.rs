@@ -22,7 +22,14 @@
 //!
 //! Accumulation is in f32 in k order per output, the usual GEMM rounding (the tests bound
 //! the error against an f64 reference).
+//!
+//! The driver (blocking, tasks, edge tiles, epilogue) is generic over a [`Kernel`]: a
+//! packed weight with its microkernel. The f32 path is one; [`bf16`] and [`int8`] are the
+//! low-precision ones, with the same 48-column panels.
 
+pub mod bf16;
+pub mod int8;
+mod lowp;
 mod pack;
 mod scalar;
 
@@ -32,12 +39,15 @@ mod avx2;
 mod avx512;
 
 #[cfg(test)]
+mod lowp_check;
+#[cfg(test)]
 mod tests;
 
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+pub use lowp::Path;
 pub use pack::PackedWeight;
 
 use crate::config::Activation;
@@ -161,6 +171,94 @@ struct Tile {
     start: Start,
 }
 
+/// One microkernel call of a [`Kernel`]: C[rows, NR] = start + x[row.., k0..k0 + kc] ·
+/// panel `panel`[k0..k0 + kc]. `c` is valid for reads and writes of `c[i * ldc + j]`
+/// (i < rows, j < NR) and nothing else aliases it during the call; a bias start points at
+/// NR readable values.
+#[derive(Clone, Copy)]
+struct Job {
+    row: usize,
+    rows: usize,
+    panel: usize,
+    k0: usize,
+    kc: usize,
+    c: *mut f32,
+    ldc: usize,
+    start: Start,
+}
+
+/// A packed weight with its activations and microkernel: what the blocked driver needs.
+trait Kernel: Sync {
+    /// Output columns.
+    fn n(&self) -> usize;
+    /// Reduction length.
+    fn k(&self) -> usize;
+    /// Rows of the register tile (at most 8, the edge tile's height).
+    fn mr(&self) -> usize;
+    /// Bytes per packed weight value (and per converted activation value).
+    fn elem_bytes(&self) -> usize;
+    /// Every k-block but the last is a multiple of this (the packed k-group).
+    fn k_step(&self) -> usize;
+    /// The instruction set of the epilogue's activation; one this CPU supports.
+    fn isa(&self) -> Isa;
+    /// Whether the product adds to what the output holds (a partial result the caller
+    /// wrote, bias included) rather than starting from the bias.
+    fn accumulates(&self) -> bool {
+        false
+    }
+    /// Runs one job.
+    ///
+    /// # Safety
+    /// `job` as documented on [`Job`], `job.rows <= self.mr()`, rows and k-block within
+    /// the product, `job.k0` a multiple of [`Kernel::k_step`].
+    unsafe fn tile(&self, job: &Job);
+}
+
+/// The f32 product: x row-major, w in f32 panels.
+struct F32Kernel<'a> {
+    isa: Isa,
+    x: &'a [f32],
+    w: &'a PackedWeight,
+}
+
+impl Kernel for F32Kernel<'_> {
+    fn n(&self) -> usize {
+        self.w.n()
+    }
+    fn k(&self) -> usize {
+        self.w.k()
+    }
+    fn mr(&self) -> usize {
+        self.isa.mr()
+    }
+    fn elem_bytes(&self) -> usize {
+        4
+    }
+    fn k_step(&self) -> usize {
+        1
+    }
+    fn isa(&self) -> Isa {
+        self.isa
+    }
+    unsafe fn tile(&self, job: &Job) {
+        let k = self.w.k();
+        let tile = Tile {
+            a: self.x[job.row * k + job.k0..].as_ptr(),
+            lda: k,
+            b: self.w.panel(job.panel)[job.k0 * NR..].as_ptr(),
+            kc: job.kc,
+            c: job.c,
+            ldc: job.ldc,
+            rows: job.rows,
+            start: job.start,
+        };
+        // SAFETY: rows and k-block lie within x and the panel (the caller's contract and
+        // the length asserts of `linear_with`); the panel slice starts at k0 * NR, a
+        // multiple of 16 floats from an aligned panel; `isa` is supported.
+        self.isa.tile(&tile)
+    }
+}
+
 /// out[rows, n] = act(x[rows, k] · wᵀ + bias) with `w` packed from [n, k], on the rayon
 /// pool with the best instruction set of this CPU.
 ///
@@ -191,13 +289,26 @@ pub fn linear_with(
     act: Option<Activation>,
     out: &mut [f32],
 ) {
-    let (n, k) = (w.n(), w.k());
-    assert!(x.len() >= rows * k, "linear: x shorter than rows * k");
+    assert!(x.len() >= rows * w.k(), "linear: x shorter than rows * k");
+    let isa = if isa.supported() { isa } else { Isa::detect() };
+    drive(&F32Kernel { isa, x, w }, threads, rows, bias, act, out);
+}
+
+/// Runs `kern`'s product on `threads` threads: out[rows, n] = act(x · wᵀ + bias).
+fn drive<K: Kernel>(
+    kern: &K,
+    threads: usize,
+    rows: usize,
+    bias: Option<&[f32]>,
+    act: Option<Activation>,
+    out: &mut [f32],
+) {
+    let (n, k) = (kern.n(), kern.k());
+    let isa = kern.isa();
     assert!(out.len() >= rows * n, "linear: out shorter than rows * n");
     if let Some(b) = bias {
         assert!(b.len() >= n, "linear: bias shorter than n");
     }
-    let isa = if isa.supported() { isa } else { Isa::detect() };
     let out = &mut out[..rows * n];
     if rows == 0 || n == 0 {
         return;
@@ -209,17 +320,15 @@ pub fn linear_with(
                 None => row.fill(0.0),
             }
             if let Some(act) = act {
-                // SAFETY: `isa` is supported (checked above).
+                // SAFETY: the kernel's `isa` is supported (its contract).
                 unsafe { isa.activate(act, row) };
             }
         }
         return;
     }
-    let blocks = Blocking::new(isa, rows, n, k, threads);
+    let blocks = Blocking::new(kern, rows, threads);
     let ctx = Ctx {
-        isa,
-        x,
-        w,
+        kern,
         bias,
         act,
         rows,
@@ -247,10 +356,16 @@ struct Blocking {
 }
 
 impl Blocking {
-    fn new(isa: Isa, rows: usize, n: usize, k: usize, threads: usize) -> Self {
-        let kc = k.div_ceil(k.div_ceil(KC));
+    fn new<K: Kernel>(kern: &K, rows: usize, threads: usize) -> Self {
+        let (n, k, mr) = (kern.n(), kern.k(), kern.mr());
+        // Narrower values take longer k-blocks for the same bytes in L1 and L2.
+        let bytes = kern.elem_bytes();
+        let kc_max = KC * 4 / bytes;
+        let kc = k
+            .div_ceil(k.div_ceil(kc_max))
+            .next_multiple_of(kern.k_step());
         let panels = n.div_ceil(NR);
-        let max_group = (L2_BLOCK / (kc * NR * 4)).clamp(1, panels);
+        let max_group = (L2_BLOCK / (kc * NR * bytes)).clamp(1, panels);
         let mut col_blocks = panels.div_ceil(max_group);
         let mut row_blocks = rows.div_ceil(MC);
         if threads > 1 && rows * n * k >= SERIAL_WORK {
@@ -260,10 +375,9 @@ impl Blocking {
                 col_blocks = want.div_ceil(row_blocks).min(panels);
             }
             if row_blocks * col_blocks < want {
-                row_blocks = want.div_ceil(col_blocks).min(rows.div_ceil(isa.mr()));
+                row_blocks = want.div_ceil(col_blocks).min(rows.div_ceil(mr));
             }
         }
-        let mr = isa.mr();
         let mc = rows.div_ceil(row_blocks).div_ceil(mr) * mr;
         let group = panels.div_ceil(col_blocks);
         Blocking {
@@ -289,10 +403,8 @@ unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 /// Everything a task needs.
-struct Ctx<'a> {
-    isa: Isa,
-    x: &'a [f32],
-    w: &'a PackedWeight,
+struct Ctx<'a, K> {
+    kern: &'a K,
     bias: Option<&'a [f32]>,
     act: Option<Activation>,
     rows: usize,
@@ -300,16 +412,16 @@ struct Ctx<'a> {
     blocks: Blocking,
 }
 
-impl Ctx<'_> {
+impl<K: Kernel> Ctx<'_, K> {
     /// Computes task `task`: one row block times one panel group, all of k.
     fn run(&self, task: usize) {
-        let (n, k) = (self.w.n(), self.w.k());
+        let (n, k) = (self.kern.n(), self.kern.k());
         let b = self.blocks;
         let r0 = (task / b.col_blocks) * b.mc;
         let r1 = (r0 + b.mc).min(self.rows);
         let p0 = (task % b.col_blocks) * b.group;
-        let p1 = (p0 + b.group).min(self.w.panels());
-        let mr = self.isa.mr();
+        let p1 = (p0 + b.group).min(n.div_ceil(NR));
+        let mr = self.kern.mr();
         let mut k0 = 0;
         while k0 < k {
             let kc = b.kc.min(k - k0);
@@ -320,28 +432,27 @@ impl Ctx<'_> {
                     let col0 = p * NR;
                     let cols = NR.min(n - col0);
                     let start = match self.bias {
-                        _ if k0 > 0 => Start::Load,
+                        _ if k0 > 0 || self.kern.accumulates() => Start::Load,
                         Some(bias) => Start::Bias(bias[col0..].as_ptr()),
                         None => Start::Zero,
                     };
-                    let tile = Tile {
-                        a: self.x[r * k + k0..].as_ptr(),
-                        lda: k,
-                        b: self.w.panel(p)[k0 * NR..].as_ptr(),
+                    let tile = Job {
+                        row: r,
+                        rows: m,
+                        panel: p,
+                        k0,
                         kc,
                         // SAFETY: r * n + col0 < rows * n, within the output.
                         c: unsafe { self.c.0.add(r * n + col0) },
                         ldc: n,
-                        rows: m,
                         start,
                     };
                     if cols == NR {
-                        // SAFETY: rows r..r+m < rows and columns col0..col0+NR <= n of x,
-                        // w and out exist (lengths asserted in `linear_with`); the panel
-                        // slice starts at k0 * NR, a multiple of 16 floats from an aligned
-                        // panel; this task alone writes these output rows and columns;
-                        // m <= mr; `isa` is supported.
-                        unsafe { self.isa.tile(&tile) };
+                        // SAFETY: rows r..r+m < rows and columns col0..col0+NR <= n of
+                        // the output exist (length asserted in `drive`); this task alone
+                        // writes these output rows and columns; m <= mr; k0 is a multiple
+                        // of the k-step (every k-block but the last is).
+                        unsafe { self.kern.tile(&tile) };
                     } else {
                         self.edge_tile(tile, cols);
                     }
@@ -351,8 +462,8 @@ impl Ctx<'_> {
                             // belong to this task and no other reference to them exists.
                             let row =
                                 unsafe { std::slice::from_raw_parts_mut(tile.c.add(i * n), cols) };
-                            // SAFETY: `isa` is supported.
-                            unsafe { self.isa.activate(act, row) };
+                            // SAFETY: the kernel's `isa` is supported.
+                            unsafe { self.kern.isa().activate(act, row) };
                         }
                     }
                 }
@@ -363,7 +474,7 @@ impl Ctx<'_> {
 
     /// A tile of the ragged last panel (`cols` < NR): computed in a stack tile of full
     /// width, then its first `cols` columns copied to the output.
-    fn edge_tile(&self, mut tile: Tile, cols: usize) {
+    fn edge_tile(&self, mut tile: Job, cols: usize) {
         const MAX_MR: usize = 8;
         let mut tmp = [0.0f32; MAX_MR * NR];
         let mut bias = [0.0f32; NR];
@@ -386,11 +497,11 @@ impl Ctx<'_> {
         let ldc = tile.ldc;
         tile.c = tmp.as_mut_ptr();
         tile.ldc = NR;
-        debug_assert!(tile.rows <= MAX_MR);
+        assert!(tile.rows <= MAX_MR, "kernel tile taller than the edge tile");
         // SAFETY: as for a full tile, except that C is the local `tmp`, rows x NR with
         // row stride NR (rows <= mr <= MAX_MR), and the bias (if any) is the local
         // NR-wide copy.
-        unsafe { self.isa.tile(&tile) };
+        unsafe { self.kern.tile(&tile) };
         for i in 0..tile.rows {
             // SAFETY: output row i of this tile, `cols` columns, owned by this task.
             let dst = unsafe { std::slice::from_raw_parts_mut(out.add(i * ldc), cols) };

@@ -9,7 +9,7 @@
 use super::*;
 
 /// Deterministic values in [-1, 1).
-fn random(len: usize, seed: u64) -> Vec<f32> {
+pub(super) fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -21,7 +21,7 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn act_f64(act: Activation, x: f64) -> f64 {
+pub(super) fn act_f64(act: Activation, x: f64) -> f64 {
     match act {
         Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
         Activation::GeluTanh => {
@@ -35,7 +35,7 @@ fn act_f64(act: Activation, x: f64) -> f64 {
 }
 
 /// Reference values and error bounds, [rows, n] each.
-fn reference(
+pub(super) fn reference(
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
@@ -67,7 +67,7 @@ fn reference(
     (want, tol)
 }
 
-fn isas() -> Vec<Isa> {
+pub(super) fn isas() -> Vec<Isa> {
     let all = [Isa::Avx512, Isa::Avx2, Isa::Scalar];
     all.into_iter().filter(|i| i.supported()).collect()
 }

@@ -1,0 +1,81 @@
+//! The linears' GEMM in f32, bf16 and int8 over the BERT dense shapes (MiniLM hidden 384
+//! and BERT-base hidden 768: fused QKV, attention output, intermediate, output), with
+//! bias, on one thread. Throughput is in FLOP (2 * rows * k * n per product, whatever the
+//! precision); the low-precision times include rounding (bf16) or quantizing (int8) x.
+//! Run: `cargo bench --bench cpu_lowp` (a criterion filter such as `int8` narrows it).
+//! On a shared machine, `cargo run --release --example lowp_compare` alternates the three
+//! paths instead, so that other load cannot land on one of them only.
+
+use std::hint::black_box;
+
+use bertrt::backend::cpu::gemm::bf16::{linear_bf16_with, PackedBf16};
+use bertrt::backend::cpu::gemm::int8::{linear_int8_with, PackedInt8};
+use bertrt::backend::cpu::gemm::{linear_with, Isa, PackedWeight, Path};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+/// (k, n) of every dense layer of MiniLM-L6 (hidden 384) and BERT-base (hidden 768).
+const SHAPES: [(usize, usize); 8] = [
+    (384, 1152),
+    (384, 384),
+    (384, 1536),
+    (1536, 384),
+    (768, 2304),
+    (768, 768),
+    (768, 3072),
+    (3072, 768),
+];
+
+fn values(len: usize, seed: f32) -> Vec<f32> {
+    (0..len).map(|i| (i as f32 * seed).sin()).collect()
+}
+
+fn best(supported: impl Fn(Path) -> bool) -> Path {
+    match supported(Path::Native) {
+        true => Path::Native,
+        false => Path::Portable,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cpu_lowp");
+    group.sample_size(10);
+    group.warm_up_time(std::time::Duration::from_millis(300));
+    group.measurement_time(std::time::Duration::from_millis(1000));
+    let (bf16_path, int8_path) = (best(Path::bf16_supported), best(Path::int8_supported));
+    for rows in [1, 128, 1024] {
+        for (k, n) in SHAPES {
+            let x = values(rows * k, 0.37);
+            let w = values(n * k, 0.91);
+            let b = values(n, 0.13);
+            let f32w = PackedWeight::pack(&w, n, k).expect("sizes match");
+            let bf16w = PackedBf16::pack(&w, n, k).expect("sizes match");
+            let int8w = PackedInt8::pack(&w, n, k).expect("sizes match");
+            let mut out = vec![0.0; rows * n];
+            let shape = format!("{rows}x{k}x{n}");
+            let bias = Some(&b[..]);
+            group.throughput(Throughput::Elements((2 * rows * k * n) as u64));
+            group.bench_function(BenchmarkId::new("f32", &shape), |bn| {
+                bn.iter(|| {
+                    linear_with(Isa::detect(), 1, &x, rows, &f32w, bias, None, &mut out);
+                    black_box(&out);
+                })
+            });
+            group.bench_function(BenchmarkId::new("bf16", &shape), |bn| {
+                bn.iter(|| {
+                    linear_bf16_with(bf16_path, 1, &x, rows, &bf16w, bias, None, &mut out);
+                    black_box(&out);
+                })
+            });
+            group.bench_function(BenchmarkId::new("int8", &shape), |bn| {
+                bn.iter(|| {
+                    linear_int8_with(int8_path, 1, &x, rows, &int8w, bias, None, &mut out);
+                    black_box(&out);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,95 @@
+//! f32 vs bf16 vs int8 linears on a shared, noisy machine: for each BERT dense shape the
+//! three packed GEMMs run alternately, REPS times each, and the fastest run of each is
+//! reported in GFLOP/s (the run least disturbed by other load) with the speed-ups over
+//! f32. The low-precision times include converting (bf16) or quantizing (int8) x.
+//! `cargo run --release --example lowp_compare -- [THREADS] [REPS] [ROWS...]`.
+
+use std::time::Instant;
+
+use bertrt::backend::cpu::gemm::bf16::{linear_bf16_with, PackedBf16};
+use bertrt::backend::cpu::gemm::int8::{linear_int8_with, PackedInt8};
+use bertrt::backend::cpu::gemm::{linear_with, Isa, PackedWeight, Path};
+
+const SHAPES: [(usize, usize); 8] = [
+    (384, 1152),
+    (384, 384),
+    (384, 1536),
+    (1536, 384),
+    (768, 2304),
+    (768, 768),
+    (768, 3072),
+    (3072, 768),
+];
+
+fn seconds(f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<usize>().ok());
+    let threads = args.next().unwrap_or(1);
+    let reps = args.next().unwrap_or(20);
+    let mut rows_list: Vec<usize> = args.collect();
+    if rows_list.is_empty() {
+        rows_list = vec![1, 128, 1024];
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    let bf16_path = [Path::Native, Path::Portable]
+        .into_iter()
+        .find(|p| p.bf16_supported())
+        .unwrap_or(Path::Portable);
+    let int8_path = [Path::Native, Path::Portable]
+        .into_iter()
+        .find(|p| p.int8_supported())
+        .unwrap_or(Path::Portable);
+    println!("threads {threads}, best of {reps} alternating runs; GFLOP/s");
+    println!("bf16 path {bf16_path:?}, int8 path {int8_path:?}");
+    println!(
+        "{:>16} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "rows x k x n", "f32", "bf16", "int8", "bf16/f32", "int8/f32"
+    );
+    for &rows in &rows_list {
+        for (k, n) in SHAPES {
+            let x: Vec<f32> = (0..rows * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.91).cos()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.13).sin()).collect();
+            let f32w = PackedWeight::pack(&w, n, k).expect("sizes match");
+            let bf16w = PackedBf16::pack(&w, n, k).expect("sizes match");
+            let int8w = PackedInt8::pack(&w, n, k).expect("sizes match");
+            let mut out = vec![0.0; rows * n];
+            let mut best = [f64::INFINITY; 3];
+            let bias = Some(&b[..]);
+            pool.install(|| {
+                for _ in 0..reps {
+                    best[0] = best[0].min(seconds(&mut || {
+                        let isa = Isa::detect();
+                        linear_with(isa, threads, &x, rows, &f32w, bias, None, &mut out)
+                    }));
+                    best[1] = best[1].min(seconds(&mut || {
+                        linear_bf16_with(bf16_path, threads, &x, rows, &bf16w, bias, None, &mut out)
+                    }));
+                    best[2] = best[2].min(seconds(&mut || {
+                        linear_int8_with(int8_path, threads, &x, rows, &int8w, bias, None, &mut out)
+                    }));
+                }
+            });
+            let flop = 2.0 * (rows * k * n) as f64;
+            println!(
+                "{:>16} {:>8.1} {:>8.1} {:>8.1} {:>9.2} {:>9.2}",
+                format!("{rows}x{k}x{n}"),
+                flop / best[0] / 1e9,
+                flop / best[1] / 1e9,
+                flop / best[2] / 1e9,
+                best[0] / best[1],
+                best[0] / best[2],
+            );
+        }
+    }
+}

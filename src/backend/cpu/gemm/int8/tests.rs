@@ -1,0 +1,153 @@
+//! The int8 product against f64 references over awkward shapes, on every path this CPU
+//! has, with one and several threads; the native and portable paths must agree exactly.
+//!
+//! Bounds: against the dequantized operands (t (u - z) and s q; for the outlier
+//! channels x itself and w rounded to bf16), the f32 GEMM's accumulation bound (the
+//! integer sums are exact; the epilogue rounds a few times); against the original
+//! operands, that plus 1.01 times the sum over k of (t / 2) |w| + (s / 2) |x_q| (each
+//! activation off by at most t / 2, each weight by at most s / 2), or 2^-8 |x w| for an
+//! outlier channel, times the activation's slope.
+
+use super::*;
+use crate::backend::cpu::gemm::lowp_check::{check, shapes, Operands, ACTS};
+use crate::backend::cpu::gemm::tests::random;
+
+fn paths() -> Vec<Path> {
+    [Path::Native, Path::Portable]
+        .into_iter()
+        .filter(|p| p.int8_supported())
+        .collect()
+}
+
+/// x dequantized from its per-row quantization (outlier channels exact), each row's
+/// step t and the outlier channels.
+fn dequantized_rows(x: &[f32], rows: usize, k: usize) -> (Vec<f32>, Vec<f32>, Vec<usize>) {
+    let lda = k.next_multiple_of(4);
+    let mut q = QuantRows::default();
+    q.quantize(Path::Portable, x, rows, k, lda);
+    let xq = (0..rows * k)
+        .map(|i| {
+            let (r, kk) = (i / k.max(1), i % k.max(1));
+            match q.outliers.contains(&kk) {
+                true => x[i],
+                false => q.scale[r] * (i32::from(q.data[r * lda + kk]) - q.zero[r]) as f32,
+            }
+        })
+        .collect();
+    (xq, q.scale, q.outliers)
+}
+
+#[test]
+fn matches_references_over_awkward_shapes() {
+    eprintln!("int8 paths on this CPU: {:?}", paths());
+    let mut worst = 0.0f64;
+    for (variant, &(rows, k, n)) in shapes().iter().enumerate() {
+        let mut x = random(rows * k, (rows * 1000 + k) as u64);
+        if variant % 3 == 2 {
+            // Skewed rows (mostly positive, as after GELU) exercise the zero point.
+            x.iter_mut().for_each(|v| *v = 2.0 * *v + 1.7);
+        }
+        if k > 100 {
+            // Outlier channels, as in BERT's hidden states.
+            for r in 0..rows {
+                x[r * k + 5] *= 40.0;
+                x[r * k + k - 2] *= -25.0;
+            }
+        }
+        let w = random(n * k, (n * 7 + k) as u64);
+        let b = random(n, n as u64 + 99);
+        let packed = PackedInt8::pack(&w, n, k).expect("sizes match");
+        let (xq, step, outliers) = dequantized_rows(&x, rows, k);
+        assert_eq!(outliers.len(), if k >= 64 { 8 } else { 0 });
+        let wq: Vec<f32> = (0..n * k)
+            .map(|i| match outliers.contains(&(i % k)) {
+                true => packed.outlier_weight(i / k, i % k),
+                false => packed.dequantized(i / k, i % k),
+            })
+            .collect();
+        let ops = Operands {
+            x: &x,
+            w: &w,
+            xq: &xq,
+            wq: &wq,
+            bias: (variant % 4 != 1).then_some(&b[..]),
+            act: ACTS[variant % ACTS.len()],
+            shape: (rows, k, n),
+        };
+        let quant: Vec<f64> = (0..rows * n)
+            .map(|i| {
+                let (r, c) = (i / n, i % n);
+                let wrow = &w[c * k..(c + 1) * k];
+                let s = f64::from(wrow.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0);
+                let t = f64::from(step[r]);
+                let per_k = |kk: usize| {
+                    let (xv, wv) = (f64::from(xq[r * k + kk]), f64::from(wrow[kk]));
+                    match outliers.contains(&kk) {
+                        true => 2f64.powi(-8) * (xv * wv).abs(),
+                        false => t / 2.0 * wv.abs() + s / 2.0 * xv.abs(),
+                    }
+                };
+                1.01 * (0..k).map(per_k).sum::<f64>()
+            })
+            .collect();
+        let mut first: Option<Vec<f32>> = None;
+        for path in paths() {
+            for threads in [1, 4] {
+                let mut out = vec![f32::NAN; rows * n + 3];
+                linear_int8_with(
+                    path, threads, &x, rows, &packed, ops.bias, ops.act, &mut out,
+                );
+                let label = format!("int8 {path:?} threads {threads} shape {:?}", ops.shape);
+                worst = worst.max(check(&label, &out, &ops, &quant));
+                match &first {
+                    None => first = Some(out),
+                    Some(f) => assert!(
+                        f.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{label}: differs from the first path's output"
+                    ),
+                }
+            }
+        }
+    }
+    eprintln!("int8: largest |out - f32 reference| / max |reference| = {worst:e}");
+}
+
+#[test]
+fn quantized_rows_keep_zero_exact_and_propagate_non_finite_values() {
+    let x = [0.0, 1.0, -0.5, 0.25, 3.0, 3.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    let mut q = QuantRows::default();
+    q.quantize(Path::Portable, &x, 3, 4, 8);
+    for r in 0..3 {
+        for kk in 0..4 {
+            let back = q.scale[r] * (i32::from(q.data[r * 8 + kk]) - q.zero[r]) as f32;
+            let err = (back - x[r * 4 + kk]).abs();
+            assert!(err <= q.scale[r] / 2.0 + 1e-6, "row {r} k {kk}: {back}");
+            if x[r * 4 + kk] == 0.0 {
+                assert_eq!(back, 0.0, "zero is exact");
+            }
+        }
+        assert!(q.data[r * 8 + 4..r * 8 + 8].iter().all(|&v| v == 0), "pad");
+    }
+    assert_eq!(q.zero[1], 0, "a positive row has zero point 0");
+    let packed = PackedInt8::pack(&[1.0, 2.0, 3.0], 1, 3).expect("sizes match");
+    let mut out = [0.0f32; 2];
+    linear_int8(
+        &[1.0, f32::NAN, 1.0, 1.0, 1.0, 1.0],
+        2,
+        &packed,
+        None,
+        None,
+        &mut out,
+    );
+    assert!(out[0].is_nan(), "NaN input gives a NaN output");
+    assert!((out[1] - 6.0).abs() < 0.05, "{}", out[1]);
+}
+
+#[test]
+fn pack_rejects_wrong_sizes_and_overlong_k() {
+    assert!(PackedInt8::pack(&[0.0; 6], 2, 4).is_none());
+    assert!(PackedInt8::pack(&vec![0.0; MAX_K + 1], 1, MAX_K + 1).is_none());
+    let p = PackedInt8::pack(&[0.0; 8], 2, 4).expect("sizes match");
+    assert_eq!((p.n(), p.k()), (2, 4));
+    assert_eq!(p.dequantized(1, 3), 0.0);
+}
