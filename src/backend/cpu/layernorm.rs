@@ -35,18 +35,30 @@ pub fn layer_norm(
         });
 }
 
+/// Independent partial sums per row statistic: breaks the add-latency chain so the
+/// f64 sums vectorize (the order of the additions changes, not their precision).
+const LANES: usize = 8;
+
+/// The f64 sum of f(v) over a row, in [`LANES`] interleaved partial sums.
+#[inline(always)]
+fn lane_sum(row: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v as f64);
+        }
+    }
+    let tail: f64 = tail.iter().map(|&v| f(v as f64)).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
 /// Normalizes one row in place.
 pub fn normalize_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f64;
-    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = row
-        .iter()
-        .map(|&v| {
-            let d = v as f64 - mean;
-            d * d
-        })
-        .sum::<f64>()
-        / n;
+    let mean = lane_sum(row, |v| v) / n;
+    let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n;
     let inv = 1.0 / (var + eps as f64).sqrt();
     for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
         *v = ((*v as f64 - mean) * inv * *g as f64 + *b as f64) as f32;
