@@ -186,6 +186,19 @@ impl Batch {
     pub fn attention_mask(&self) -> &[u8] {
         &self.attention_mask
     }
+
+    /// Rows `start..end` as a batch of their own (flat rows: choices are not regrouped).
+    pub(crate) fn rows_range(&self, start: usize, end: usize) -> Batch {
+        let (a, b) = (start * self.seq, end * self.seq);
+        Batch {
+            rows: end - start,
+            seq: self.seq,
+            choices: None,
+            input_ids: self.input_ids[a..b].to_vec(),
+            token_type_ids: self.token_type_ids[a..b].to_vec(),
+            attention_mask: self.attention_mask[a..b].to_vec(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -103,6 +103,13 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Into how many parts a call of `rows` sequences without a cache should be split,
+    /// each part run by one thread with its own plan (throughput mode); 1 keeps the call
+    /// whole, each op using every thread.
+    fn throughput_parts(&self, _rows: usize) -> usize {
+        1
+    }
+
     /// Sets aside memory for `plan` (the largest shape a caller will run), so later
     /// calls up to that size allocate nothing.
     fn reserve(&self, _plan: &Plan) -> Result<()> {

@@ -300,7 +300,14 @@ impl Model {
             past,
         };
         let plan = self.plan(shape, opts);
-        let tensors = self.backend.execute(&plan, &self.params, batch, cache)?;
+        let parts = match cache {
+            Some(_) => 1,
+            None => self.backend.throughput_parts(batch.rows()),
+        };
+        let tensors = match parts {
+            0 | 1 => self.backend.execute(&plan, &self.params, batch, cache)?,
+            _ => self.execute_parts(&plan, batch, opts, parts)?,
+        };
         let mut out = Outputs::default();
         for (desc, tensor) in plan.outputs.iter().zip(tensors) {
             if let Some(i) = desc.name.strip_prefix("hidden_states.") {
@@ -320,5 +327,51 @@ impl Model {
             }
         }
         Ok(out)
+    }
+
+    /// Throughput mode: `parts` slices of the batch run side by side, each with its own
+    /// plan, and their outputs (all [rows, ...]) are stacked back in order.
+    fn execute_parts(
+        &self,
+        plan: &Plan,
+        batch: &Batch,
+        opts: ForwardOptions,
+        parts: usize,
+    ) -> Result<Vec<Tensor>> {
+        use rayon::prelude::*;
+        let rows = batch.rows();
+        let bounds: Vec<(usize, usize)> = (0..parts)
+            .map(|p| (p * rows / parts, (p + 1) * rows / parts))
+            .filter(|(a, b)| b > a)
+            .collect();
+        let results = bounds
+            .par_iter()
+            .map(|&(a, b)| {
+                let sub = batch.rows_range(a, b);
+                let shape = Shape {
+                    batch: b - a,
+                    seq: batch.seq(),
+                    past: 0,
+                };
+                self.backend
+                    .execute(&self.plan(shape, opts), &self.params, &sub, None)
+            })
+            .collect::<Result<Vec<Vec<Tensor>>>>()?;
+        plan.outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let mut data = Vec::with_capacity(o.shape.iter().product());
+                for part in &results {
+                    let t = part.get(i).ok_or_else(|| {
+                        Error::Unsupported(format!("plan bug: part lacks output {}", o.name))
+                    })?;
+                    data.extend_from_slice(t.data());
+                }
+                Tensor::new(o.shape.clone(), data).ok_or_else(|| {
+                    Error::Unsupported(format!("plan bug: output {} has the wrong size", o.name))
+                })
+            })
+            .collect()
     }
 }

@@ -103,9 +103,25 @@ impl Arena {
     }
 }
 
+/// `BERTRT_CPU_THROUGHPUT=0` keeps large batches whole (for comparisons).
+const THROUGHPUT_ENV: &str = "BERTRT_CPU_THROUGHPUT";
+
 impl Backend for CpuBackend {
     fn device(&self) -> Device {
         Device::Cpu
+    }
+
+    /// Throughput mode: with at least two sequences per thread, each thread runs its own
+    /// share of the batch through the whole network, instead of every op being split
+    /// across threads (no per-op synchronisation; each thread's activations stay in its
+    /// own cache).
+    fn throughput_parts(&self, rows: usize) -> usize {
+        let threads = rayon::current_num_threads();
+        let off = std::env::var(THROUGHPUT_ENV).is_ok_and(|v| v == "0");
+        match threads >= 2 && rows >= 2 * threads && !off {
+            true => threads,
+            false => 1,
+        }
     }
 
     fn dtype(&self) -> Dtype {
