@@ -61,7 +61,8 @@ struct State<G: Gpu> {
 
 struct Weights<G: Gpu> {
     _mem: G::Mem,
-    addrs: Vec<DevPtr>,
+    /// Shared so a call can hold them while the state is borrowed for graph bookkeeping.
+    addrs: std::sync::Arc<[DevPtr]>,
 }
 
 /// The device storage of a key/value cache: per layer, keys then values, each
@@ -632,7 +633,7 @@ impl<G: Gpu> Backend for GpuBackend<G> {
         // SAFETY: the inputs region is the start of the arena, which holds layout.bytes.
         unsafe { self.gpu.upload(base, &layout.inputs(&tokens)) }?;
         let weights = match &st.weights {
-            Some(w) => w.addrs.clone(),
+            Some(w) => std::sync::Arc::clone(&w.addrs),
             None => return Err(Error::Cuda("weights were not uploaded".into())),
         };
         let cx = Ctx {

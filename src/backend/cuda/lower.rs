@@ -100,6 +100,7 @@ fn plan_bug(msg: String) -> Error {
 }
 
 pub(super) fn lower(plan: &Plan) -> Result<Lowered> {
+    let readers = value_readers(plan);
     let mut kinds: Vec<Option<Kind>> = vec![None; plan.bufs.len()];
     let kind_of = |kinds: &[Option<Kind>], b: BufId| {
         kinds[b.0].ok_or_else(|| plan_bug(format!("buffer {} read before written", b.0)))
@@ -159,7 +160,7 @@ pub(super) fn lower(plan: &Plan) -> Result<Lowered> {
                     },
                 ));
                 let consumer = match plan.ops.get(i + 1) {
-                    _ if readers(plan, i, out) != 1 => Consumer::None,
+                    _ if readers[i] != 1 => Consumer::None,
                     Some(Op::LayerNorm { x: lx, .. }) if *lx == out => Consumer::LayerNorm,
                     Some(Op::Attention { qkv, .. }) if *qkv == out && act.is_none() => {
                         Consumer::Attention
@@ -267,38 +268,54 @@ pub(super) fn lower(plan: &Plan) -> Result<Lowered> {
     Ok(Lowered { steps, kinds })
 }
 
-/// Reads of the value op `at` writes into `buf`: by later ops until one overwrites it
-/// (scratch buffers are shared by layers), or by the plan's outputs if none does.
-fn readers(plan: &Plan, at: usize, buf: BufId) -> usize {
-    let mut n = 0;
-    for op in &plan.ops[at + 1..] {
-        n += inputs(op).iter().filter(|&&b| b == buf).count();
-        if written(op).contains(&buf) {
-            return n;
+/// For every op, how many times the value it writes into its first output is read: by
+/// later ops until one overwrites that buffer (scratch buffers are shared by layers), or
+/// by the plan's outputs if none does. One forward pass, no allocation per op.
+fn value_readers(plan: &Plan) -> Vec<usize> {
+    let mut reads = vec![0usize; plan.ops.len()];
+    // The op whose first output a buffer currently holds.
+    let mut writer: Vec<Option<usize>> = vec![None; plan.bufs.len()];
+    let mut count = |writer: &[Option<usize>], b: BufId| {
+        if let Some(w) = writer[b.0] {
+            if first_output(&plan.ops[w]) == b {
+                reads[w] += 1;
+            }
+        }
+    };
+    for (i, op) in plan.ops.iter().enumerate() {
+        let (x, residual) = inputs(op);
+        x.into_iter()
+            .chain(residual)
+            .for_each(|b| count(&writer, b));
+        writer[first_output(op).0] = Some(i);
+        if let Op::Attention { probs: Some(p), .. } = op {
+            writer[p.0] = Some(i);
         }
     }
-    n + plan.outputs.iter().filter(|o| o.buf == buf).count()
+    for o in &plan.outputs {
+        count(&writer, o.buf);
+    }
+    reads
 }
 
-/// The buffers an op writes.
-fn written(op: &Op) -> Vec<BufId> {
+/// The buffer an op writes (attention also writes its optional probabilities).
+fn first_output(op: &Op) -> BufId {
     match op {
         Op::Embeddings { out, .. }
         | Op::Linear { out, .. }
         | Op::LayerNorm { out, .. }
-        | Op::GatherFirst { out, .. } => vec![*out],
-        Op::Attention { out, probs, .. } => std::iter::once(*out).chain(*probs).collect(),
+        | Op::Attention { out, .. }
+        | Op::GatherFirst { out, .. } => *out,
     }
 }
 
-/// The buffers an op reads.
-fn inputs(op: &Op) -> Vec<BufId> {
+/// The buffers an op reads: its main input and, for LayerNorm, the residual.
+fn inputs(op: &Op) -> (Option<BufId>, Option<BufId>) {
     match op {
-        Op::Embeddings { .. } => vec![],
-        Op::Linear { x, .. } => vec![*x],
-        Op::LayerNorm { x, residual, .. } => std::iter::once(*x).chain(*residual).collect(),
-        Op::Attention { qkv, .. } => vec![*qkv],
-        Op::GatherFirst { x, .. } => vec![*x],
+        Op::Embeddings { .. } => (None, None),
+        Op::Linear { x, .. } | Op::GatherFirst { x, .. } => (Some(*x), None),
+        Op::LayerNorm { x, residual, .. } => (Some(*x), *residual),
+        Op::Attention { qkv, .. } => (Some(*qkv), None),
     }
 }
 
