@@ -5,47 +5,25 @@
 //! `cargo run --release --example gemm_compare -- [THREADS] [REPS] [ROWS...]`; set
 //! `GEMM_ISA=avx2` or `GEMM_ISA=scalar` to time that microkernel instead of the best one.
 
-use std::time::Instant;
-
 use bertrt::backend::cpu::gemm::{linear_with, Isa, PackedWeight};
 use bertrt::backend::cpu::linear::linear_unpacked;
 
-const SHAPES: [(usize, usize); 8] = [
-    (384, 1152),
-    (384, 384),
-    (384, 1536),
-    (1536, 384),
-    (768, 2304),
-    (768, 768),
-    (768, 3072),
-    (3072, 768),
-];
+mod common;
 
-fn seconds(f: &mut dyn FnMut()) -> f64 {
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64()
-}
+use common::{seconds, SHAPES};
 
 fn main() {
-    let mut args = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse::<usize>().ok());
-    let threads = args.next().unwrap_or(1);
-    let reps = args.next().unwrap_or(20);
-    let mut rows_list: Vec<usize> = args.collect();
-    if rows_list.is_empty() {
-        rows_list = vec![1, 128, 1024];
-    }
+    let common::Args {
+        threads,
+        reps,
+        rows: rows_list,
+        pool,
+    } = common::args();
     let isa = match std::env::var("GEMM_ISA").as_deref() {
         Ok("avx2") => Isa::Avx2,
         Ok("scalar") => Isa::Scalar,
         _ => Isa::detect(),
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("thread pool");
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") {
         let iters = 1 << 18;

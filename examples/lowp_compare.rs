@@ -4,43 +4,21 @@
 //! f32. The low-precision times include converting (bf16) or quantizing (int8) x.
 //! `cargo run --release --example lowp_compare -- [THREADS] [REPS] [ROWS...]`.
 
-use std::time::Instant;
-
 use bertrt::backend::cpu::gemm::bf16::{linear_bf16_with, PackedBf16};
 use bertrt::backend::cpu::gemm::int8::{linear_int8_with, PackedInt8};
 use bertrt::backend::cpu::gemm::{linear_with, Isa, PackedWeight, Path};
 
-const SHAPES: [(usize, usize); 8] = [
-    (384, 1152),
-    (384, 384),
-    (384, 1536),
-    (1536, 384),
-    (768, 2304),
-    (768, 768),
-    (768, 3072),
-    (3072, 768),
-];
+mod common;
 
-fn seconds(f: &mut dyn FnMut()) -> f64 {
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64()
-}
+use common::{seconds, SHAPES};
 
 fn main() {
-    let mut args = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse::<usize>().ok());
-    let threads = args.next().unwrap_or(1);
-    let reps = args.next().unwrap_or(20);
-    let mut rows_list: Vec<usize> = args.collect();
-    if rows_list.is_empty() {
-        rows_list = vec![1, 128, 1024];
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("thread pool");
+    let common::Args {
+        threads,
+        reps,
+        rows: rows_list,
+        pool,
+    } = common::args();
     let bf16_path = [Path::Native, Path::Portable]
         .into_iter()
         .find(|p| p.bf16_supported())
