@@ -237,13 +237,33 @@ unsafe fn softmax_row_avx2(row: &mut [f32], scale: f32, keep: &[u8], visible: us
 /// into the per-ISA wrappers above so that they vectorize for the widest vectors.
 #[inline(always)]
 fn softmax_row(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
-    let n = visible.min(row.len());
+    let n = visible.min(row.len()).min(keep.len());
+    let keep = &keep[..n];
     let (live, future) = row.split_at_mut(n);
     future.fill(0.0);
-    let mut max = f32::NEG_INFINITY;
-    for (v, &k) in live.iter_mut().zip(keep) {
+    // Sixteen partial maxima, with a plain comparison rather than f32::max (whose NaN
+    // rule keeps the compiler from vectorizing the reduction).
+    let lane_max = |m: f32, v: f32, k: u8| {
+        let v = if k != 0 { v } else { f32::NEG_INFINITY };
+        if v > m {
+            v
+        } else {
+            m
+        }
+    };
+    let mut maxima = [f32::NEG_INFINITY; 16];
+    let mut chunks = live.chunks_exact_mut(16);
+    let mut keeps = keep.chunks_exact(16);
+    for (c, kc) in (&mut chunks).zip(&mut keeps) {
+        for ((m, v), &k) in maxima.iter_mut().zip(c.iter_mut()).zip(kc) {
+            *v *= scale;
+            *m = lane_max(*m, *v, k);
+        }
+    }
+    let mut max = maxima.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for (v, &k) in chunks.into_remainder().iter_mut().zip(keeps.remainder()) {
         *v *= scale;
-        max = max.max(if k != 0 { *v } else { f32::NEG_INFINITY });
+        max = lane_max(max, *v, k);
     }
     if max == f32::NEG_INFINITY {
         let uniform = 1.0 / row.len() as f32;

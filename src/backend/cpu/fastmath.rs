@@ -13,7 +13,12 @@ const ROUND: f32 = 12_582_912.0;
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    // t = ROUND + n with n = round(x log2 e): n sits in t's low mantissa bits, so the
+    // exponent 2^n is built with integer lane arithmetic (an `as i32` cast would not
+    // vectorize: Rust's saturating float-to-int conversion goes lane by lane).
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    let bits = t.to_bits().wrapping_sub(ROUND.to_bits());
     let r = x - n * LN2_HI - n * LN2_LO;
     // e^r on |r| <= ln2/2 by its Taylor series to degree 7 (truncation < 2e-9).
     let p = 1.0
@@ -22,7 +27,7 @@ pub fn exp(x: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(bits.wrapping_add(127) << 23);
     p * scale
 }
 
