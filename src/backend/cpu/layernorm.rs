@@ -3,6 +3,12 @@
 
 use rayon::prelude::*;
 
+use super::gemm::Isa;
+
+/// Values per rayon job: a [128, 384] LayerNorm is a few microseconds of work, so it is
+/// cut in a few jobs rather than one per row.
+const VALUES_PER_JOB: usize = 16 * 1024;
+
 /// out[r] = LayerNorm(x[r] + residual[r]) * gamma + beta for each row of `width` values.
 pub fn layer_norm(
     x: &[f32],
@@ -18,21 +24,79 @@ pub fn layer_norm(
     if let Some(r) = residual {
         assert_eq!(r.len(), x.len());
     }
+    let isa = Isa::detect();
     out.par_chunks_mut(width)
         .enumerate()
+        .with_min_len((VALUES_PER_JOB / width).max(1))
         .for_each(|(row, dst)| {
             let src = &x[row * width..(row + 1) * width];
-            match residual {
-                Some(r) => {
-                    let r = &r[row * width..(row + 1) * width];
-                    for ((d, a), b) in dst.iter_mut().zip(src).zip(r) {
-                        *d = a + b;
-                    }
-                }
-                None => dst.copy_from_slice(src),
+            let r = residual.map(|r| &r[row * width..(row + 1) * width]);
+            match isa {
+                // SAFETY: `Isa::detect` only returns instruction sets this CPU supports.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { add_normalize_avx512(src, r, gamma, beta, eps, dst) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { add_normalize_avx2(src, r, gamma, beta, eps, dst) },
+                _ => add_normalize(src, r, gamma, beta, eps, dst),
             }
-            normalize_row(dst, gamma, beta, eps);
         });
+}
+
+/// [`add_normalize`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_normalize_avx512(
+    x: &[f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+) {
+    add_normalize(x, residual, gamma, beta, eps, out);
+}
+
+/// [`add_normalize`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_normalize_avx2(
+    x: &[f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+) {
+    add_normalize(x, residual, gamma, beta, eps, out);
+}
+
+/// out = LayerNorm(x + residual) for one row; always inlined into the per-ISA wrappers
+/// above, so that its loops vectorize for the widest vectors.
+#[inline(always)]
+fn add_normalize(
+    x: &[f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+) {
+    match residual {
+        Some(r) => {
+            for ((d, a), b) in out.iter_mut().zip(x).zip(r) {
+                *d = a + b;
+            }
+        }
+        None => out.copy_from_slice(x),
+    }
+    normalize_row(out, gamma, beta, eps);
 }
 
 /// Independent partial sums per row statistic: breaks the add-latency chain so the
@@ -55,6 +119,7 @@ fn lane_sum(row: &[f32], f: impl Fn(f64) -> f64) -> f64 {
 }
 
 /// Normalizes one row in place.
+#[inline(always)]
 pub fn normalize_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f64;
     let mean = lane_sum(row, |v| v) / n;

@@ -13,6 +13,7 @@ pub mod layernorm;
 pub mod linear;
 pub mod matmul;
 pub mod packed_linear;
+pub mod profile;
 
 use std::sync::Mutex;
 
@@ -28,6 +29,7 @@ use attention::{AttnShape, KvSource, RelativeTable};
 use embeddings::EmbeddingTables;
 use linear::PackedWeights;
 use packed_linear::linear_dtype;
+use profile::OpTimes;
 
 /// Executes plans on the host.
 ///
@@ -41,6 +43,8 @@ pub struct CpuBackend {
     packed: PackedWeights,
     /// The linears' precision: F32, Bf16 or Int8.
     dtype: Dtype,
+    /// Per-op wall time, with `BERTRT_CPU_PROFILE=1`.
+    times: OpTimes,
 }
 
 impl Default for CpuBackend {
@@ -61,6 +65,7 @@ impl CpuBackend {
             arenas: Mutex::default(),
             packed: PackedWeights::default(),
             dtype,
+            times: OpTimes::from_env(),
         }
     }
 }
@@ -155,6 +160,7 @@ impl Backend for CpuBackend {
             activated: activated_buffers(plan),
         };
         for op in &plan.ops {
+            let start = self.times.enabled().then(std::time::Instant::now);
             run_op(
                 op,
                 plan,
@@ -165,6 +171,9 @@ impl Backend for CpuBackend {
                 cache.as_deref_mut(),
                 &mut arena,
             )?;
+            if let Some(start) = start {
+                self.times.add(op, start.elapsed());
+            }
         }
         if let Some(c) = cache {
             c.advance(batch.attention_mask(), batch.seq());
@@ -186,6 +195,15 @@ impl Backend for CpuBackend {
             kept.push(arena);
         }
         outputs
+    }
+}
+
+impl Drop for CpuBackend {
+    fn drop(&mut self) {
+        let summary = self.times.summary();
+        if !summary.is_empty() {
+            eprint!("{summary}");
+        }
     }
 }
 

@@ -1,0 +1,92 @@
+//! `BERTRT_CPU_PROFILE=1`: wall time per kind of op, summed over every run of a backend
+//! and printed to stderr when the backend is dropped (with the model). For finding where a
+//! forward's time goes without a profiler; off, it costs one branch per op.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::graph::Op;
+
+/// The environment variable that turns the summary on.
+const PROFILE_ENV: &str = "BERTRT_CPU_PROFILE";
+
+/// Time per op label; `None` when profiling is off.
+#[derive(Debug)]
+pub struct OpTimes(Option<Mutex<BTreeMap<String, (Duration, u64)>>>);
+
+impl OpTimes {
+    /// On when `BERTRT_CPU_PROFILE` is set to anything but empty or "0".
+    pub fn from_env() -> Self {
+        let on = std::env::var(PROFILE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+        OpTimes(on.then(Mutex::default))
+    }
+
+    /// Whether ops are being timed.
+    pub fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Adds one op's time (no-op when off).
+    pub fn add(&self, op: &Op, took: Duration) {
+        let Some(times) = &self.0 else { return };
+        if let Ok(mut times) = times.lock() {
+            let entry = times.entry(label(op)).or_default();
+            entry.0 += took;
+            entry.1 += 1;
+        }
+    }
+
+    /// The summary table, slowest first (empty when off or nothing ran).
+    pub fn summary(&self) -> String {
+        let Some(Ok(times)) = self.0.as_ref().map(Mutex::lock) else {
+            return String::new();
+        };
+        let total: Duration = times.values().map(|t| t.0).sum();
+        if total.is_zero() {
+            return String::new();
+        }
+        let mut rows: Vec<_> = times.iter().collect();
+        rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+        let mut out = format!("{PROFILE_ENV}: {:.3} ms over all ops\n", ms(total));
+        out += &format!(
+            "{:>10} {:>6} {:>8} {:>10}  op\n",
+            "ms", "%", "calls", "ms/call"
+        );
+        for (name, &(took, calls)) in rows {
+            out += &format!(
+                "{:>10.3} {:>6.1} {:>8} {:>10.4}  {name}\n",
+                ms(took),
+                100.0 * took.as_secs_f64() / total.as_secs_f64(),
+                calls,
+                ms(took) / calls as f64,
+            );
+        }
+        out
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// An op's kind and the sizes that matter for its speed.
+fn label(op: &Op) -> String {
+    match op {
+        Op::Embeddings { .. } => "embeddings".into(),
+        Op::Linear { k, n, act, .. } => match act {
+            Some(a) => format!("linear {k}->{n} + {a:?}"),
+            None => format!("linear {k}->{n}"),
+        },
+        Op::LayerNorm {
+            residual, width, ..
+        } => match residual {
+            Some(_) => format!("residual + layer norm {width}"),
+            None => format!("layer norm {width}"),
+        },
+        Op::Attention {
+            heads, head_dim, ..
+        } => format!("attention {heads}x{head_dim}"),
+        Op::GatherFirst { .. } => "gather first".into(),
+    }
+}
