@@ -47,7 +47,7 @@ impl OpTimes {
             return String::new();
         }
         let mut rows: Vec<_> = times.iter().collect();
-        rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.1 .0));
         let mut out = format!("{PROFILE_ENV}: {:.3} ms over all ops\n", ms(total));
         out += &format!(
             "{:>10} {:>6} {:>8} {:>10}  op\n",
