@@ -21,7 +21,10 @@ Every engine runs the same BertModel weights on the same inputs, in one run:
 
 Inputs are bertrt bench's deterministic ids (full attention masks, token type 0).
 Python engines get --warmup untimed runs, then the median of --iters wall-clock
-timings (sorted[n // 2], as bertrt bench computes it).
+timings (sorted[n // 2], as bertrt bench computes it). Every engine is set up first,
+then timed in --rounds rounds (3), each over every engine and shape in a rotating
+order; the table shows the median of each engine's round medians (all of them are in
+--json), so a slow spell of a shared machine cannot fall on one engine alone.
 
 Accuracy: a float64 transformers reference (eager attention) on one input of
 --accuracy-shape per model; each path's max |diff| of last_hidden_state
@@ -44,7 +47,7 @@ Setup and use, from the repository root:
     .venv-compare/bin/pip install -r tools/requirements-compare.txt
     nice -n 19 .venv-compare/bin/python tools/compare_cpu.py --threads 2 --iters 10
 
-Options: --threads N (2), --iters N (10), --warmup N (2), --bertrt PATH
+Options: --threads N (2), --iters N (10), --rounds N (3), --warmup N (2), --bertrt PATH
 (./target/release/bertrt), --bertrt-dtypes LIST (f32; e.g. f32,bf16,int8),
 --models LIST (minilm,bert-base), --shapes LIST
 (1x128,8x128,32x128), --accuracy-shape BxL (2x128), --no-ort-fused,
@@ -450,6 +453,11 @@ def compare_model(spec: str, args, shapes, engines) -> dict:
     outputs: dict[str, np.ndarray] = {}
     acc_feed = inputs(*args.accuracy_shape, config.vocab_size)
 
+    # Every engine is set up first (sessions, models, compiled graphs kept), then timed in
+    # --rounds rounds that each time every engine at every shape, in a rotating order: a
+    # slow spell of these shared machines then lands on all engines alike, and the
+    # reported time is the median of an engine's round medians.
+    runners: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="bertrt-compare-") as tmp:
         # ONNX Runtime: export from an eager-attention copy (the pattern ORT fuses).
         onnx_path, fused_path = Path(tmp) / "model.onnx", Path(tmp) / "model.fused.onnx"
@@ -469,19 +477,12 @@ def compare_model(spec: str, args, shapes, engines) -> dict:
                 result["notes"].append(f"ORT-fused skipped: {type(e).__name__}: {e}")
         for key, path in variants:
             session = ort_session(path, args.threads)
-            for shape in shapes:
-                print(f"[{spec}] {key} {shape[0]}x{shape[1]}", flush=True)
-                timings[shape][key] = time_fn(
-                    ort_runner(session, inputs(*shape, config.vocab_size)), args.warmup, args.iters)
+            runners[key] = lambda shape, session=session: ort_runner(
+                session, inputs(*shape, config.vocab_size))
             outputs[key] = np.asarray(ort_runner(session, acc_feed)(), dtype=np.float64)
-            del session
-            gc.collect()
 
     # PyTorch eager (float32, default attention = sdpa).
-    for shape in shapes:
-        print(f"[{spec}] pytorch {shape[0]}x{shape[1]}", flush=True)
-        timings[shape]["pytorch"] = time_fn(
-            torch_runner(model, inputs(*shape, config.vocab_size)), args.warmup, args.iters)
+    runners["pytorch"] = lambda shape: torch_runner(model, inputs(*shape, config.vocab_size))
     outputs["pytorch"] = torch_runner(model, acc_feed)().double().numpy()
 
     if args.torch_compile:
@@ -489,28 +490,47 @@ def compare_model(spec: str, args, shapes, engines) -> dict:
             compiled = torch.compile(model)
             for shape in shapes:
                 print(f"[{spec}] torch.compile {shape[0]}x{shape[1]} (compiling)", flush=True)
-                timings[shape]["torch_compile"] = time_fn(
-                    torch_runner(compiled, inputs(*shape, config.vocab_size)),
-                    max(args.warmup, 1), args.iters)
+                torch_runner(compiled, inputs(*shape, config.vocab_size))()
+            runners["torch_compile"] = lambda shape: torch_runner(
+                compiled, inputs(*shape, config.vocab_size))
             outputs["torch_compile"] = torch_runner(compiled, acc_feed)().double().numpy()
         except Exception as e:  # noqa: BLE001 - optional path
             result["notes"].append(f"torch.compile skipped: {type(e).__name__}: {str(e)[:200]}")
-        torch._dynamo.reset()
-    del model
-    gc.collect()
 
-    # bertrt, once per dtype.
+    # bertrt's accuracy, once per dtype.
     for dtype in args.bertrt_dtypes:
-        key = bertrt_key(dtype)
-        print(f"[{spec}] bertrt bench --dtype {dtype}", flush=True)
-        points = run_bertrt_bench(args.bertrt, folder, shapes, args.iters, args.threads, dtype)
-        for shape, point in points.items():
-            if shape in timings:
-                timings[shape][key] = point
         try:
-            outputs[key] = run_bertrt_raw(args.bertrt, folder, acc_feed, args.threads, dtype)
+            outputs[bertrt_key(dtype)] = run_bertrt_raw(args.bertrt, folder, acc_feed, args.threads, dtype)
         except Exception as e:  # noqa: BLE001 - the speed numbers still stand
             result["notes"].append(f"bertrt {dtype} accuracy: {e}")
+
+    rounds: dict[tuple[int, int], dict[str, list]] = {s: {} for s in shapes}
+    order = [key for key, _ in engines if key in runners or key.startswith("bertrt")]
+    for r in range(args.rounds):
+        turn = order[r % len(order):] + order[:r % len(order)]
+        print(f"[{spec}] round {r + 1}/{args.rounds}: {', '.join(turn)}", flush=True)
+        for key in turn:
+            if key.startswith("bertrt"):
+                dtype = "f32" if key == "bertrt" else key.split("_", 1)[1]
+                points = run_bertrt_bench(args.bertrt, folder, shapes, args.iters, args.threads, dtype)
+                for shape, point in points.items():
+                    if shape in rounds:
+                        rounds[shape].setdefault(key, []).append(point)
+                continue
+            for shape in shapes:
+                point = time_fn(runners[key](shape), args.warmup, args.iters)
+                rounds[shape].setdefault(key, []).append(point)
+    for shape in shapes:
+        for key, points in rounds[shape].items():
+            timings[shape][key] = {
+                "median_ms": float(np.median([p["median_ms"] for p in points])),
+                "p90_ms": float(np.median([p["p90_ms"] for p in points])),
+                "round_medians_ms": [p["median_ms"] for p in points],
+            }
+    del runners, model
+    gc.collect()
+    if args.torch_compile:
+        torch._dynamo.reset()
 
     # float64 reference.
     print(f"[{spec}] float64 reference", flush=True)
@@ -527,6 +547,7 @@ def compare_model(spec: str, args, shapes, engines) -> dict:
             row[key] = point["median_ms"] if point else None
             if point:
                 row[f"{key}_p90"] = point["p90_ms"]
+                row[f"{key}_rounds"] = point["round_medians_ms"]
         rows.append(row)
     result["timings"] = rows
     accuracy = {"shape": list(args.accuracy_shape), "max_abs_reference": float(np.abs(reference).max())}
@@ -550,6 +571,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="timing rounds, each over every engine and shape (median of rounds)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs for the Python engines")
     parser.add_argument("--bertrt", type=Path, default=Path("target/release/bertrt"))
     parser.add_argument("--bertrt-dtypes", default="f32",
@@ -562,8 +585,8 @@ def main() -> int:
     parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--json", type=Path, help="also save every number to this file")
     args = parser.parse_args()
-    if args.threads < 1 or args.iters < 1 or args.warmup < 0:
-        parser.error("--threads and --iters must be >= 1, --warmup >= 0")
+    if args.threads < 1 or args.iters < 1 or args.rounds < 1 or args.warmup < 0:
+        parser.error("--threads, --iters and --rounds must be >= 1, --warmup >= 0")
     shapes = parse_shapes(args.shapes)
     args.bertrt_dtypes = [d.strip() for d in args.bertrt_dtypes.split(",") if d.strip()]
     bad = [d for d in args.bertrt_dtypes if d not in ("f32", "bf16", "int8")]
@@ -608,6 +631,7 @@ def main() -> int:
         "machine": machine,
         "versions": versions(args.bertrt),
         "iters": args.iters,
+        "rounds": args.rounds,
         "warmup": args.warmup,
         "shapes": [f"{b}x{l}" for b, l in shapes],
         "models": {},
@@ -638,8 +662,10 @@ def main() -> int:
           + (f" (tree {v['repo_commit']})" if "repo_commit" in v else "")
           + f", onnxruntime {v['onnxruntime']}, torch {v['torch']}, transformers {v['transformers']}, "
           f"numpy {v['numpy']}, python {v['python']}")
-    print(f"timing: median of {args.iters} wall-clock runs (Python engines after {args.warmup} warm-up "
-          f"run{'s' if args.warmup != 1 else ''}, bertrt after its one); ratios < 1 mean bertrt is faster")
+    print(f"timing: {args.rounds} interleaved round{'s' if args.rounds != 1 else ''}, each the median of "
+          f"{args.iters} wall-clock runs (Python engines after {args.warmup} warm-up "
+          f"run{'s' if args.warmup != 1 else ''}, bertrt after its one); the median round is shown; "
+          "ratios < 1 mean bertrt is faster")
     if report["bertrt_binary_changed"]:
         print(f"note: {args.bertrt} was rebuilt during the run; the run used a copy taken at its start")
     start_load = machine.get("loadavg_start")
