@@ -297,12 +297,9 @@ pub fn linear_int8_with(
     with_scratch(&SCRATCH, |q| {
         q.quantize(path, x, rows, k, lda);
         // The outliers' exact part (and the bias) first; the int8 product adds to it.
+        // With outliers, each tile starts from their exact part and the bias (written
+        // by the kernel at its first k-block), and the int8 product adds to it.
         let accumulate = !q.outliers.is_empty() && n > 0;
-        if accumulate {
-            let native = path == Path::Native;
-            let out = &mut out[..rows * n];
-            outliers::correct(native, x, k, &q.outliers, &w.wt, n, bias, out);
-        }
         let isa = match path {
             Path::Native => Isa::Avx512,
             Path::Portable => Isa::detect(),
@@ -314,6 +311,8 @@ pub fn linear_int8_with(
             lda,
             w,
             accumulate,
+            x,
+            bias,
         };
         let bias = if accumulate { None } else { bias };
         drive(&kern, threads, rows, bias, act, out);
@@ -349,7 +348,11 @@ struct Int8Kernel<'a> {
     a: &'a QuantRows,
     lda: usize,
     w: &'a PackedInt8,
+    /// Whether tiles start from the outliers' part (written by `tile` at k0 = 0).
     accumulate: bool,
+    /// The f32 activations (for the outlier channels).
+    x: &'a [f32],
+    bias: Option<&'a [f32]>,
 }
 
 impl Kernel for Int8Kernel<'_> {
@@ -380,6 +383,24 @@ impl Kernel for Int8Kernel<'_> {
     }
     unsafe fn tile(&self, job: &Job) {
         let col0 = job.panel * NR;
+        let (n, k) = (self.w.n(), self.w.k());
+        if self.accumulate && job.k0 == 0 {
+            // SAFETY: the job's C rows hold NR (>= cols) writable values each and are
+            // this task's alone; the native path is only chosen when supported.
+            outliers::correct_tile(
+                self.path == Path::Native,
+                &self.x[job.row * k..],
+                k,
+                &self.a.outliers,
+                &self.w.wt,
+                n,
+                self.bias,
+                (col0, NR.min(n - col0)),
+                job.c,
+                job.ldc,
+                job.rows,
+            );
+        }
         let t = Tile8 {
             a: self.a.data[job.row * self.lda + job.k0..].as_ptr(),
             lda: self.lda,

@@ -9,8 +9,6 @@
 //! `cpu::packed_linear::linear_dtype`) this lifts the lowest sentence-embedding cosine to
 //! float64 from 0.9974 to 0.9997, for 8 of 384 channels computed in f32.
 
-use rayon::prelude::*;
-
 use super::super::bf16::from_bf16;
 
 /// Channels taken out of each product's quantization.
@@ -18,9 +16,6 @@ pub const OUTLIERS: usize = 8;
 
 /// Products with fewer input channels quantize them all.
 pub const MIN_K: usize = 64;
-
-/// Rows per rayon job of the correction.
-const ROWS_PER_JOB: usize = 8;
 
 /// The [`OUTLIERS`] channels of `x` ([rows, k]) with the largest max |x| over the rows,
 /// ascending, into `channels`; none when k < [`MIN_K`]. `colmax` is scratch.
@@ -48,11 +43,17 @@ pub fn select(x: &[f32], k: usize, colmax: &mut Vec<f32>, channels: &mut Vec<usi
     channels.sort_unstable();
 }
 
-/// out[r, :] = bias + sum over `channels` j of x[r, j] · wt[j, :], with `wt` the weight
-/// k-major ([k, n]) in bf16; `native` runs it with AVX-512 (the caller has checked the
-/// native int8 path is supported).
+/// The outlier part of one tile, written over it: for rows r < `rows` and columns
+/// c < `cols`, out[r * ldc + c] = bias[col0 + c] + sum over `channels` j of
+/// x[r * k + j] · wt[j * n + col0 + c], with `wt` the weight k-major ([k, n]) in bf16.
+/// `native` runs it with AVX-512 (the caller has checked the native int8 path is
+/// supported); both give identical results.
+///
+/// # Safety
+/// `out` must be valid for writes of out[r * ldc + c] (r < rows, c < cols) and not
+/// aliased during the call.
 #[allow(clippy::too_many_arguments)]
-pub fn correct(
+pub unsafe fn correct_tile(
     native: bool,
     x: &[f32],
     k: usize,
@@ -60,24 +61,28 @@ pub fn correct(
     wt: &[u16],
     n: usize,
     bias: Option<&[f32]>,
-    out: &mut [f32],
+    (col0, cols): (usize, usize),
+    out: *mut f32,
+    ldc: usize,
+    rows: usize,
 ) {
-    let rows = out.len() / n.max(1);
-    let one = |(xrow, orow): (&[f32], &mut [f32])| match native {
-        // SAFETY: the caller checked the native int8 path (AVX-512F, BW, VL); the rows
-        // hold k values and n outputs, `wt` is [k, n] and the bias has n values.
-        #[cfg(target_arch = "x86_64")]
-        true => unsafe { correct_row_avx512(xrow, channels, wt, bias, orow) },
-        _ => correct_row(xrow, channels, wt, bias, orow),
-    };
-    let x = &x[..rows * k];
-    if rows > ROWS_PER_JOB {
-        x.par_chunks_exact(k)
-            .zip(out.par_chunks_exact_mut(n))
-            .with_min_len(ROWS_PER_JOB)
-            .for_each(one);
-    } else {
-        x.chunks_exact(k).zip(out.chunks_exact_mut(n)).for_each(one);
+    assert!(col0 + cols <= n && wt.len() >= k * n && x.len() >= rows * k);
+    assert!(channels.iter().all(|&j| j < k));
+    if let Some(b) = bias {
+        assert!(b.len() >= n);
+    }
+    let bias = bias.map(|b| &b[col0..col0 + cols]);
+    for r in 0..rows {
+        let xrow = &x[r * k..(r + 1) * k];
+        // SAFETY: row r of the tile, `cols` values, is the caller's to write.
+        let orow = std::slice::from_raw_parts_mut(out.add(r * ldc), cols);
+        match native {
+            // SAFETY: the caller checked the native int8 path (AVX-512F, BW, VL); every
+            // channel is < k and wt holds k rows of n >= col0 + cols values.
+            #[cfg(target_arch = "x86_64")]
+            true => correct_row_avx512(xrow, channels, &wt[col0..], n, bias, orow),
+            _ => correct_row(xrow, channels, &wt[col0..], n, bias, orow),
+        }
     }
 }
 
@@ -85,14 +90,16 @@ pub fn correct(
 /// add per channel, in the same order).
 ///
 /// # Safety
-/// The CPU must support AVX-512F, BW and VL; `x` holds every channel, `wt` is [k, n]
-/// with n = `out.len()`, and `bias` (if any) holds n values.
+/// The CPU must support AVX-512F, BW and VL; `x` holds every channel, `wt` holds row j
+/// (j in `channels`) at j * `ldw` with `out.len()` values, and `bias` (if any) holds
+/// `out.len()` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn correct_row_avx512(
     x: &[f32],
     channels: &[usize],
     wt: &[u16],
+    ldw: usize,
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
@@ -111,7 +118,7 @@ unsafe fn correct_row_avx512(
         };
         for &j in channels {
             let xv = _mm512_set1_ps(x[j]);
-            let w = _mm256_maskz_loadu_epi16(mask, wt.as_ptr().add(j * n + c0).cast());
+            let w = _mm256_maskz_loadu_epi16(mask, wt.as_ptr().add(j * ldw + c0).cast());
             let w = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(w)));
             acc = _mm512_add_ps(acc, _mm512_mul_ps(xv, w));
         }
@@ -120,12 +127,18 @@ unsafe fn correct_row_avx512(
     }
 }
 
-/// One row of [`correct`] (always inlined, so the AVX-512 caller vectorizes it wider):
-/// 16 outputs at a time, kept in registers over the channels.
+/// One row of [`correct_tile`]: out[c] = bias[c] + sum over `channels` j of
+/// x[j] · wt[j * ldw + c], 16 outputs at a time kept in registers over the channels.
 #[inline(always)]
-fn correct_row(x: &[f32], channels: &[usize], wt: &[u16], bias: Option<&[f32]>, out: &mut [f32]) {
+fn correct_row(
+    x: &[f32],
+    channels: &[usize],
+    wt: &[u16],
+    ldw: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
     const LANES: usize = 16;
-    let n = out.len();
     for (chunk, o) in out.chunks_mut(LANES).enumerate() {
         let c0 = chunk * LANES;
         let mut acc = [0.0f32; LANES];
@@ -134,7 +147,7 @@ fn correct_row(x: &[f32], channels: &[usize], wt: &[u16], bias: Option<&[f32]>, 
         }
         for &j in channels {
             let xv = x[j];
-            let w = &wt[j * n + c0..j * n + c0 + o.len()];
+            let w = &wt[j * ldw + c0..j * ldw + c0 + o.len()];
             for (a, &wv) in acc.iter_mut().zip(w) {
                 *a += xv * from_bf16(wv);
             }
