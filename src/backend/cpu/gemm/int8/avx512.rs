@@ -88,8 +88,8 @@ unsafe fn store<const M: usize>(t: &Tile8, acc: [[__m512i; V]; M]) {
 /// (a multiply and an add, no FMA, as the portable loop).
 ///
 /// # Safety
-/// The CPU must support AVX-512F; `dst.len() >= x.len()`.
-#[target_feature(enable = "avx512f")]
+/// The CPU must support AVX-512F, BW and VL; `dst.len() >= x.len()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 pub unsafe fn quantize_row(x: &[f32], dst: &mut [u8]) -> (f32, i32) {
     let len = x.len();
     let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
@@ -134,8 +134,10 @@ pub unsafe fn quantize_row(x: &[f32], dst: &mut [u8]) -> (f32, i32) {
         let q = _mm512_add_ps(_mm512_mul_ps(v, inv_v), zero_v);
         let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(q);
         let q = _mm512_min_ps(_mm512_max_ps(q, min_v), max_v);
-        let u = _mm512_cvttps_epi32(q);
-        _mm512_mask_cvtusepi32_storeu_epi8(dst.as_mut_ptr().add(i).cast(), mask, u);
+        // Narrowed in a register, then stored: the narrowing store with a memory
+        // operand is microcoded (slow) on some CPUs.
+        let u = _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(q));
+        _mm_mask_storeu_epi8(dst.as_mut_ptr().add(i).cast(), mask, u);
         i += 16;
     }
     (scale, zero as i32)

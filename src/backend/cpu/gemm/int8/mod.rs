@@ -158,8 +158,8 @@ impl QuantRows {
         self.scale.resize(rows, 0.0);
         self.zero.resize(rows, 0);
         let x = &x[..rows * k];
-        outliers::select(x, k, &mut self.colmax, &mut self.outliers);
         let native = path == Path::Native && path.int8_supported();
+        outliers::select(native, x, k, &mut self.colmax, &mut self.outliers);
         let skip = &self.outliers[..];
         let one = |tmp: &mut Vec<f32>, ((src, dst), (scale, zero)): RowJob| {
             let src = match skip.is_empty() {

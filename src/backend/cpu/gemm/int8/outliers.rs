@@ -19,28 +19,55 @@ pub const MIN_K: usize = 64;
 
 /// The [`OUTLIERS`] channels of `x` ([rows, k]) with the largest max |x| over the rows,
 /// ascending, into `channels`; none when k < [`MIN_K`]. `colmax` is scratch.
-pub fn select(x: &[f32], k: usize, colmax: &mut Vec<f32>, channels: &mut Vec<usize>) {
+/// `native`: with AVX-512 (the caller has checked the native int8 path is supported).
+pub fn select(native: bool, x: &[f32], k: usize, colmax: &mut Vec<f32>, channels: &mut Vec<usize>) {
     channels.clear();
     if k < MIN_K {
         return;
     }
     colmax.clear();
     colmax.resize(k, 0.0);
-    for row in x.chunks_exact(k) {
-        for (m, v) in colmax.iter_mut().zip(row) {
-            *m = m.max(v.abs());
+    match native {
+        // SAFETY: the caller checked the native int8 path, so AVX-512F is supported.
+        #[cfg(target_arch = "x86_64")]
+        true => unsafe { column_maxima_avx512(x, colmax) },
+        _ => column_maxima(x, colmax),
+    }
+    // One pass keeping the largest so far, by value then by lower index (every value is
+    // >= 0, so all OUTLIERS slots fill).
+    let mut top = [(-1.0f32, 0usize); OUTLIERS];
+    for (j, &m) in colmax.iter().enumerate() {
+        if m > top[OUTLIERS - 1].0 {
+            let at = top.iter().position(|t| m > t.0).unwrap_or(OUTLIERS - 1);
+            top.copy_within(at..OUTLIERS - 1, at + 1);
+            top[at] = (m, j);
         }
     }
-    for _ in 0..OUTLIERS {
-        let (best, _) =
-            colmax
-                .iter()
-                .enumerate()
-                .fold((0, -1.0f32), |b, (j, &m)| if m > b.1 { (j, m) } else { b });
-        channels.push(best);
-        colmax[best] = -1.0;
-    }
+    channels.extend(top.iter().map(|t| t.1));
     channels.sort_unstable();
+}
+
+/// [`column_maxima`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn column_maxima_avx512(x: &[f32], colmax: &mut [f32]) {
+    column_maxima(x, colmax);
+}
+
+/// colmax[j] = max(colmax[j], max |x[r, j]|) over the rows of `x` (rows of colmax.len()
+/// values). A plain comparison instead of f32::max (whose NaN rule keeps the loop from
+/// vectorizing); a NaN never wins, which only changes which channels are picked.
+#[inline(always)]
+fn column_maxima(x: &[f32], colmax: &mut [f32]) {
+    for row in x.chunks_exact(colmax.len()) {
+        for (m, v) in colmax.iter_mut().zip(row) {
+            let a = v.abs();
+            *m = if a > *m { a } else { *m };
+        }
+    }
 }
 
 /// The outlier part of one tile, written over it: for rows r < `rows` and columns
