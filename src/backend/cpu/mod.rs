@@ -5,6 +5,7 @@
 //! `gemm` crate. Both use the rayon pool.
 
 pub mod activation;
+pub mod aligned;
 pub mod attention;
 pub mod embeddings;
 pub mod fastmath;
@@ -25,6 +26,7 @@ use crate::graph::{BufId, Op, Plan};
 use crate::tensor::Tensor;
 use crate::weights::ParamStore;
 
+use aligned::AlignedBuf;
 use attention::{AttnShape, KvSource, RelativeTable};
 use embeddings::EmbeddingTables;
 use linear::PackedWeights;
@@ -76,7 +78,7 @@ const KEPT_ARENAS: usize = 4;
 /// The plan's buffers.
 #[derive(Debug)]
 struct Arena {
-    bufs: Vec<Vec<f32>>,
+    bufs: Vec<AlignedBuf>,
 }
 
 impl Arena {
@@ -90,11 +92,11 @@ impl Arena {
     }
 
     /// Takes `out` out of the arena so the op can write it while reading the others.
-    fn take(&mut self, out: BufId) -> Vec<f32> {
+    fn take(&mut self, out: BufId) -> AlignedBuf {
         std::mem::take(&mut self.bufs[out.0])
     }
 
-    fn put(&mut self, out: BufId, data: Vec<f32>) {
+    fn put(&mut self, out: BufId, data: AlignedBuf) {
         self.bufs[out.0] = data;
     }
 
@@ -145,7 +147,7 @@ impl Backend for CpuBackend {
             Some(kept.swap_remove(i))
         });
         let mut arena = reused.unwrap_or_else(|| Arena {
-            bufs: plan.bufs.iter().map(|b| vec![0.0; b.len]).collect(),
+            bufs: plan.bufs.iter().map(|b| AlignedBuf::zeros(b.len)).collect(),
         });
         if let Some(c) = cache.as_deref_mut() {
             c.ensure_host();
@@ -189,7 +191,7 @@ impl Backend for CpuBackend {
             .outputs
             .iter()
             .map(|o| {
-                let data = arena.bufs[o.buf.0].clone();
+                let data = arena.bufs[o.buf.0].to_vec();
                 Tensor::new(o.shape.clone(), data).ok_or_else(|| {
                     Error::Unsupported(format!("plan bug: output {} has the wrong size", o.name))
                 })

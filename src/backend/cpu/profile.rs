@@ -90,3 +90,38 @@ fn label(op: &Op) -> String {
         Op::GatherFirst { .. } => "gather first".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::BufId;
+    use crate::weights::WeightId;
+
+    #[test]
+    fn sums_per_label_slowest_first() {
+        let times = OpTimes(Some(Mutex::default()));
+        let linear = |n| Op::Linear {
+            x: BufId(0),
+            w: WeightId(0),
+            b: None,
+            act: None,
+            rows: 1,
+            k: 4,
+            n,
+            out: BufId(1),
+        };
+        times.add(&linear(8), Duration::from_millis(1));
+        times.add(&linear(8), Duration::from_millis(2));
+        times.add(&linear(2), Duration::from_millis(1));
+        let summary = times.summary();
+        let lines: Vec<&str> = summary.lines().collect();
+        assert!(lines[0].contains("4.000 ms over all ops"), "{summary}");
+        assert!(
+            lines[2].contains("75.0") && lines[2].ends_with("linear 4->8"),
+            "{summary}"
+        );
+        assert!(lines[2].contains(" 2 "), "two calls: {summary}");
+        assert!(lines[3].ends_with("linear 4->2"), "{summary}");
+        assert_eq!(OpTimes(None).summary(), "");
+    }
+}
