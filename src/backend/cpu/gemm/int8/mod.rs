@@ -296,10 +296,6 @@ pub fn linear_int8_with(
     }
     with_scratch(&SCRATCH, |q| {
         q.quantize(path, x, rows, k, lda);
-        // The outliers' exact part (and the bias) first; the int8 product adds to it.
-        // With outliers, each tile starts from their exact part and the bias (written
-        // by the kernel at its first k-block), and the int8 product adds to it.
-        let accumulate = !q.outliers.is_empty() && n > 0;
         let isa = match path {
             Path::Native => Isa::Avx512,
             Path::Portable => Isa::detect(),
@@ -310,11 +306,8 @@ pub fn linear_int8_with(
             a: q,
             lda,
             w,
-            accumulate,
             x,
-            bias,
         };
-        let bias = if accumulate { None } else { bias };
         drive(&kern, threads, rows, bias, act, out);
     });
 }
@@ -340,6 +333,26 @@ struct Tile8 {
     rows: usize,
     start: Start,
     first: bool,
+    /// On the first k-block, the outlier channels' exact part, added to the start.
+    outliers: Option<OutlierPart>,
+}
+
+/// The outlier channels' part of a tile: for tile row i and column j < `cols`,
+/// sum over c < `count` of x[i * k + channel c] · wt[channel c * n + j] (w in bf16),
+/// accumulated channel by channel onto the tile's start (bias or zero), in f32.
+///
+/// `x` is valid for reads of a tile's rows of k values, `channels` for `count` values
+/// (each < k), `wt` (already offset to the tile's first column) for reads of
+/// `wt[c * n + j]` (c < k, j < cols).
+#[derive(Clone, Copy)]
+struct OutlierPart {
+    x: *const f32,
+    k: usize,
+    channels: *const usize,
+    count: usize,
+    wt: *const u16,
+    n: usize,
+    cols: usize,
 }
 
 struct Int8Kernel<'a> {
@@ -348,11 +361,8 @@ struct Int8Kernel<'a> {
     a: &'a QuantRows,
     lda: usize,
     w: &'a PackedInt8,
-    /// Whether tiles start from the outliers' part (written by `tile` at k0 = 0).
-    accumulate: bool,
     /// The f32 activations (for the outlier channels).
     x: &'a [f32],
-    bias: Option<&'a [f32]>,
 }
 
 impl Kernel for Int8Kernel<'_> {
@@ -378,29 +388,19 @@ impl Kernel for Int8Kernel<'_> {
     fn isa(&self) -> Isa {
         self.isa
     }
-    fn accumulates(&self) -> bool {
-        self.accumulate
-    }
     unsafe fn tile(&self, job: &Job) {
         let col0 = job.panel * NR;
         let (n, k) = (self.w.n(), self.w.k());
-        if self.accumulate && job.k0 == 0 {
-            // SAFETY: the job's C rows hold NR (>= cols) writable values each and are
-            // this task's alone; the native path is only chosen when supported.
-            outliers::correct_tile(
-                self.path == Path::Native,
-                &self.x[job.row * k..],
-                k,
-                &self.a.outliers,
-                &self.w.wt,
-                n,
-                self.bias,
-                (col0, NR.min(n - col0)),
-                job.c,
-                job.ldc,
-                job.rows,
-            );
-        }
+        let channels = &self.a.outliers;
+        let outliers = (job.k0 == 0 && !channels.is_empty()).then(|| OutlierPart {
+            x: self.x[job.row * k..].as_ptr(),
+            k,
+            channels: channels.as_ptr(),
+            count: channels.len(),
+            wt: self.w.wt[col0..].as_ptr(),
+            n,
+            cols: NR.min(n - col0),
+        });
         let t = Tile8 {
             a: self.a.data[job.row * self.lda + job.k0..].as_ptr(),
             lda: self.lda,
@@ -416,6 +416,7 @@ impl Kernel for Int8Kernel<'_> {
             rows: job.rows,
             start: job.start,
             first: job.k0 == 0,
+            outliers,
         };
         match self.path {
             // SAFETY: the path is supported (checked in `linear_int8_with`); rows and quads
