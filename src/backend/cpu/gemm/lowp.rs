@@ -50,8 +50,11 @@ impl<T: Copy + Default + Send + Sync> Panels<T> {
         let body = &mut data[start..start + len];
         let pack_panel = |(p, panel): (usize, &mut [T])| {
             for j in 0..NR.min(n - p * NR) {
-                for kk in 0..k {
-                    panel[((kk / group) * NR + j) * group + kk % group] = value(p * NR + j, kk);
+                for (g, kk0) in (0..k).step_by(group).enumerate() {
+                    let at = (g * NR + j) * group;
+                    for r in 0..group.min(k - kk0) {
+                        panel[at + r] = value(p * NR + j, kk0 + r);
+                    }
                 }
             }
         };
