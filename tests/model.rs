@@ -319,6 +319,48 @@ fn reused_buffers_do_not_leak_between_runs() {
     assert_eq!(again.attentions, fresh.attentions);
 }
 
+/// `reserve` on the CPU packs every linear weight of the plan in the precision the run
+/// uses (int8 runs the FFN output projection in bf16), so the run itself packs nothing,
+/// and its answers equal those of a backend that packed on first use.
+#[test]
+fn cpu_reserve_packs_what_the_run_uses() {
+    use bertrt::backend::cpu::CpuBackend;
+    use bertrt::backend::{Backend, Dtype};
+    use bertrt::graph::{Op, Shape};
+
+    let model = load("qa");
+    let batch = Reference::load(&fixtures_dir().join("qa")).batch("c0");
+    let shape = Shape {
+        batch: batch.rows(),
+        seq: batch.seq(),
+        past: 0,
+    };
+    let plan = model.plan(shape, ForwardOptions::default());
+    let linears = plan
+        .ops
+        .iter()
+        .filter(|op| matches!(op, Op::Linear { .. }))
+        .count();
+    assert!(linears > 0);
+    for dtype in [Dtype::F32, Dtype::Bf16, Dtype::Int8] {
+        let reserved = CpuBackend::new(dtype);
+        reserved.reserve(&plan, model.params()).unwrap();
+        assert_eq!(reserved.packed_weights(), linears, "{dtype}");
+        let got = reserved
+            .execute(&plan, model.params(), &batch, None)
+            .unwrap();
+        assert_eq!(
+            reserved.packed_weights(),
+            linears,
+            "{dtype}: the run packed again"
+        );
+        let lazy = CpuBackend::new(dtype);
+        let want = lazy.execute(&plan, model.params(), &batch, None).unwrap();
+        assert_eq!(lazy.packed_weights(), linears, "{dtype}");
+        assert_eq!(got, want, "{dtype}");
+    }
+}
+
 /// Large batches run in throughput mode (each thread its own slice of the batch through
 /// the whole network): every output of every row equals that row run alone, with the same
 /// padding; multiple-choice groups split across slices come back whole.

@@ -111,8 +111,9 @@ pub trait Backend: Send + Sync {
     }
 
     /// Sets aside memory for `plan` (the largest shape a caller will run), so later
-    /// calls up to that size allocate nothing.
-    fn reserve(&self, _plan: &Plan) -> Result<()> {
+    /// calls up to that size allocate nothing; a backend that prepares weights lazily
+    /// (the CPU's packed linears) prepares `plan`'s here.
+    fn reserve(&self, _plan: &Plan, _params: &ParamStore) -> Result<()> {
         Ok(())
     }
 

@@ -215,8 +215,11 @@ impl Model {
     }
 
     /// Sets aside the backend's working memory for batches of up to `batch` sequences
-    /// (for multiple choice, every choice counts as a sequence) of `seq` tokens with these options, so that later calls up to that size allocate
-    /// nothing (the CUDA backend otherwise grows its arena on the first larger call).
+    /// (for multiple choice, every choice counts as a sequence) of `seq` tokens with these
+    /// options, so that later calls up to that size allocate nothing (the CUDA backend
+    /// otherwise grows its arena on the first larger call). On the CPU it also packs the
+    /// linears' weights for the GEMM, which the first forward does otherwise, and keeps
+    /// the buffers of exactly this shape.
     pub fn reserve(&self, batch: usize, seq: usize, opts: ForwardOptions) -> Result<()> {
         if batch == 0 || seq == 0 || seq > self.config.max_position_embeddings {
             return Err(Error::Input(format!(
@@ -231,7 +234,7 @@ impl Model {
             },
             opts,
         );
-        self.backend.reserve(&plan)
+        self.backend.reserve(&plan, &self.params)
     }
 
     /// Runs the head on a batch.

@@ -6,6 +6,7 @@
 //! layout, stays as the baseline the benchmarks and tests compare against.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -27,6 +28,8 @@ use crate::weights::WeightId;
 #[derive(Debug, Default)]
 pub struct PackedWeights {
     packed: Mutex<HashMap<(WeightId, usize), Arc<PackedLinear>>>,
+    /// Weights packed so far (a weight packed again in another precision counts again).
+    packs: AtomicUsize,
 }
 
 impl PackedWeights {
@@ -48,8 +51,14 @@ impl PackedWeights {
         // Packed outside the lock; two threads racing on one weight both pack it and one
         // copy wins, which is harmless.
         let p = Arc::new(PackedLinear::pack(dtype, w.data(), n, k)?);
+        self.packs.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(key, Arc::clone(&p));
         Some(p)
+    }
+
+    /// How many times a weight was packed.
+    pub fn packs(&self) -> usize {
+        self.packs.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(WeightId, usize), Arc<PackedLinear>>> {

@@ -16,7 +16,7 @@ pub mod matmul;
 pub mod packed_linear;
 pub mod profile;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::{Backend, Device, Dtype};
 use crate::batch::Batch;
@@ -24,13 +24,14 @@ use crate::cache::KvCache;
 use crate::error::{Error, Result};
 use crate::graph::{BufId, Op, Plan};
 use crate::tensor::Tensor;
-use crate::weights::ParamStore;
+use crate::weights::{ParamStore, WeightId};
 
 use aligned::AlignedBuf;
 use attention::{AttnShape, KvSource, RelativeTable};
 use embeddings::EmbeddingTables;
 use linear::PackedWeights;
 use packed_linear::linear_dtype;
+use packed_linear::PackedLinear;
 use profile::OpTimes;
 
 /// Executes plans on the host.
@@ -47,6 +48,14 @@ pub struct CpuBackend {
     dtype: Dtype,
     /// Per-op wall time, with `BERTRT_CPU_PROFILE=1`.
     times: OpTimes,
+}
+
+impl CpuBackend {
+    /// How many linear weights this backend has packed for its GEMM so far (each is
+    /// packed on first use, or by [`Backend::reserve`]).
+    pub fn packed_weights(&self) -> usize {
+        self.packed.packs()
+    }
 }
 
 impl Default for CpuBackend {
@@ -82,6 +91,23 @@ struct Arena {
 }
 
 impl Arena {
+    /// Zeroed buffers for `plan`.
+    fn new(plan: &Plan) -> Self {
+        Arena {
+            bufs: plan.bufs.iter().map(|b| AlignedBuf::zeros(b.len)).collect(),
+        }
+    }
+
+    /// Keeps `self` for reuse, dropping the oldest kept arena beyond [`KEPT_ARENAS`].
+    fn keep(self, kept: &Mutex<Vec<Arena>>) {
+        if let Ok(mut kept) = kept.lock() {
+            if kept.len() >= KEPT_ARENAS {
+                kept.remove(0);
+            }
+            kept.push(self);
+        }
+    }
+
     fn fits(&self, plan: &Plan) -> bool {
         self.bufs.len() == plan.bufs.len()
             && self
@@ -146,9 +172,7 @@ impl Backend for CpuBackend {
             let i = kept.iter().position(|a| a.fits(plan))?;
             Some(kept.swap_remove(i))
         });
-        let mut arena = reused.unwrap_or_else(|| Arena {
-            bufs: plan.bufs.iter().map(|b| AlignedBuf::zeros(b.len)).collect(),
-        });
+        let mut arena = reused.unwrap_or_else(|| Arena::new(plan));
         if let Some(c) = cache.as_deref_mut() {
             c.ensure_host();
         }
@@ -197,13 +221,31 @@ impl Backend for CpuBackend {
                 })
             })
             .collect();
-        if let Ok(mut kept) = self.arenas.lock() {
-            if kept.len() >= KEPT_ARENAS {
-                kept.remove(0);
-            }
-            kept.push(arena);
-        }
+        arena.keep(&self.arenas);
         outputs
+    }
+
+    /// Packs every linear weight of `plan` (in the precision this plan runs it) and keeps
+    /// an arena of `plan`'s buffers, so that its first run does neither.
+    fn reserve(&self, plan: &Plan, params: &ParamStore) -> Result<()> {
+        let linears = Linears {
+            packed: &self.packed,
+            dtype: self.dtype,
+            activated: activated_buffers(plan),
+        };
+        for op in &plan.ops {
+            if let Op::Linear { x, w, n, k, .. } = *op {
+                linears.get(params, x, w, n, k)?;
+            }
+        }
+        let have = self
+            .arenas
+            .lock()
+            .is_ok_and(|kept| kept.iter().any(|a| a.fits(plan)));
+        if !have {
+            Arena::new(plan).keep(&self.arenas);
+        }
+        Ok(())
     }
 }
 
@@ -222,6 +264,24 @@ struct Linears<'a> {
     dtype: Dtype,
     /// Per buffer: whether a linear with an activation writes it.
     activated: Vec<bool>,
+}
+
+impl Linears<'_> {
+    /// The packed weight of a linear reading `x`, in the precision it runs in (packed now
+    /// if this is its first use).
+    fn get(
+        &self,
+        params: &ParamStore,
+        x: BufId,
+        weight: WeightId,
+        n: usize,
+        k: usize,
+    ) -> Result<Arc<PackedLinear>> {
+        let dtype = linear_dtype(self.dtype, self.activated[x.0]);
+        self.packed
+            .get(weight, params.get(weight), n, k, dtype)
+            .ok_or_else(|| Error::Unsupported(format!("plan bug: linear weight is not [{n}, {k}]")))
+    }
 }
 
 /// Which buffers hold an activation's output (a linear with `act`).
@@ -291,13 +351,7 @@ fn run_op(
             out,
         } => {
             let mut dst = arena.take(out);
-            let dtype = linear_dtype(linears.dtype, linears.activated[x.0]);
-            let packed = linears
-                .packed
-                .get(weight, params.get(weight), n, k, dtype)
-                .ok_or_else(|| {
-                    Error::Unsupported(format!("plan bug: linear weight is not [{n}, {k}]"))
-                })?;
+            let packed = linears.get(params, x, weight, n, k)?;
             linear::linear(arena.get(x), &packed, b.map(w), act, rows, &mut dst);
             arena.put(out, dst);
         }

@@ -596,7 +596,7 @@ impl<G: Gpu> Backend for GpuBackend<G> {
 
     /// Grows the arena to hold `plan` (e.g. the largest batch and length a server will
     /// see), so later calls up to that size allocate nothing.
-    fn reserve(&self, plan: &Plan) -> Result<()> {
+    fn reserve(&self, plan: &Plan, _params: &ParamStore) -> Result<()> {
         let low = lower(plan)?;
         let layout = Layout::new(plan, &low, self.dtype.size());
         let mut st = self.lock()?;
