@@ -29,19 +29,13 @@ fn values(len: usize, seed: f32) -> Vec<f32> {
     (0..len).map(|i| (i as f32 * seed).sin()).collect()
 }
 
-fn best(supported: impl Fn(Path) -> bool) -> Path {
-    match supported(Path::Native) {
-        true => Path::Native,
-        false => Path::Portable,
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("cpu_lowp");
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_millis(300));
     group.measurement_time(std::time::Duration::from_millis(1000));
-    let (bf16_path, int8_path) = (best(Path::bf16_supported), best(Path::int8_supported));
+    let bf16_path = Path::best(Path::bf16_supported);
+    let int8_path = Path::best(Path::int8_supported);
     for rows in [1, 128, 1024] {
         for (k, n) in SHAPES {
             let x = values(rows * k, 0.37);

@@ -19,14 +19,8 @@ fn main() {
         rows: rows_list,
         pool,
     } = common::args();
-    let bf16_path = [Path::Native, Path::Portable]
-        .into_iter()
-        .find(|p| p.bf16_supported())
-        .unwrap_or(Path::Portable);
-    let int8_path = [Path::Native, Path::Portable]
-        .into_iter()
-        .find(|p| p.int8_supported())
-        .unwrap_or(Path::Portable);
+    let bf16_path = Path::best(Path::bf16_supported);
+    let int8_path = Path::best(Path::int8_supported);
     println!("threads {threads}, best of {reps} alternating runs; GFLOP/s");
     println!("bf16 path {bf16_path:?}, int8 path {int8_path:?}");
     println!(

@@ -6,7 +6,7 @@ use std::thread::LocalKey;
 
 use rayon::prelude::*;
 
-use super::NR;
+use super::{Isa, NR};
 
 /// Weights of at least this many values are packed by several threads.
 const PARALLEL_PACK: usize = 1 << 16;
@@ -21,6 +21,30 @@ pub enum Path {
     Native,
     /// Portable loops.
     Portable,
+}
+
+impl Path {
+    /// `self` if `supported(self)`, else the portable path (which every CPU runs).
+    pub fn or_portable(self, supported: impl Fn(Path) -> bool) -> Path {
+        match supported(self) {
+            true => self,
+            false => Path::Portable,
+        }
+    }
+
+    /// The fastest path this CPU supports, by `supported` (e.g. [`Path::int8_supported`]).
+    pub fn best(supported: impl Fn(Path) -> bool) -> Path {
+        Path::Native.or_portable(supported)
+    }
+
+    /// The instruction set of the product's epilogue (bias and activation): AVX-512 on
+    /// the native path, else the best this CPU has.
+    pub(super) fn epilogue_isa(self) -> Isa {
+        match self {
+            Path::Native => Isa::Avx512,
+            Path::Portable => Isa::detect(),
+        }
+    }
 }
 
 /// Weight columns cut into panels of [`NR`] columns, each holding, for every group of

@@ -105,12 +105,8 @@ pub fn linear_bf16(
     act: Option<Activation>,
     out: &mut [f32],
 ) {
-    let path = match Path::Native.bf16_supported() {
-        true => Path::Native,
-        false => Path::Portable,
-    };
     linear_bf16_with(
-        path,
+        Path::Native,
         rayon::current_num_threads(),
         x,
         rows,
@@ -136,11 +132,7 @@ pub fn linear_bf16_with(
 ) {
     let k = w.k();
     assert!(x.len() >= rows * k, "linear: x shorter than rows * k");
-    let path = if path.bf16_supported() {
-        path
-    } else {
-        Path::Portable
-    };
+    let path = path.or_portable(Path::bf16_supported);
     let lda = k.next_multiple_of(2);
     with_scratch(&SCRATCH, |a| {
         a.resize(rows * lda, 0);
@@ -151,10 +143,7 @@ pub fn linear_bf16_with(
             &mut a[..rows * lda],
             lda,
         );
-        let isa = match path {
-            Path::Native => Isa::Avx512,
-            Path::Portable => Isa::detect(),
-        };
+        let isa = path.epilogue_isa();
         let kern = Bf16Kernel {
             path,
             isa,

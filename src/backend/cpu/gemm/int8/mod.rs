@@ -274,12 +274,8 @@ pub fn linear_int8(
     act: Option<Activation>,
     out: &mut [f32],
 ) {
-    let path = match Path::Native.int8_supported() {
-        true => Path::Native,
-        false => Path::Portable,
-    };
     linear_int8_with(
-        path,
+        Path::Native,
         rayon::current_num_threads(),
         x,
         rows,
@@ -305,22 +301,11 @@ pub fn linear_int8_with(
 ) {
     let k = w.k();
     assert!(x.len() >= rows * k, "linear: x shorter than rows * k");
-    let path = if path.int8_supported() {
-        path
-    } else {
-        Path::Portable
-    };
-    let (n, lda) = (w.n(), k.next_multiple_of(4));
-    assert!(out.len() >= rows * n, "linear: out shorter than rows * n");
-    if let Some(b) = bias {
-        assert!(b.len() >= n, "linear: bias shorter than n");
-    }
+    let path = path.or_portable(Path::int8_supported);
+    let lda = k.next_multiple_of(4);
     with_scratch(&SCRATCH, |q| {
         q.quantize(path, x, rows, k, lda);
-        let isa = match path {
-            Path::Native => Isa::Avx512,
-            Path::Portable => Isa::detect(),
-        };
+        let isa = path.epilogue_isa();
         let kern = Int8Kernel {
             path,
             isa,
