@@ -21,35 +21,12 @@ const V: usize = NR / 16;
 /// documented on [`Tile`], with `t.rows <= MR`.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn tile(t: &Tile) {
-    match t.rows {
-        1 => tile_m::<1>(t),
-        2 => tile_m::<2>(t),
-        3 => tile_m::<3>(t),
-        4 => tile_m::<4>(t),
-        5 => tile_m::<5>(t),
-        6 => tile_m::<6>(t),
-        7 => tile_m::<7>(t),
-        _ => tile_m::<MR>(t),
-    }
+    by_rows!(t.rows, tile_m, t)
 }
 
 #[inline(always)]
 unsafe fn tile_m<const M: usize>(t: &Tile) {
-    let mut acc = [[_mm512_setzero_ps(); V]; M];
-    match t.start {
-        Start::Zero => {}
-        Start::Bias(bias) => {
-            let b: [__m512; V] = std::array::from_fn(|j| _mm512_loadu_ps(bias.add(16 * j)));
-            acc = [b; M];
-        }
-        Start::Load => {
-            for (i, row) in acc.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = _mm512_loadu_ps(t.c.add(i * t.ldc + 16 * j));
-                }
-            }
-        }
-    }
+    let mut acc = start_acc::<M>(t.start, t.c, t.ldc);
     let mut a = t.a;
     let mut b = t.b;
     for _ in 0..t.kc {
@@ -63,9 +40,41 @@ unsafe fn tile_m<const M: usize>(t: &Tile) {
         a = a.add(1);
         b = b.add(NR);
     }
+    store_acc(&acc, t.c, t.ldc);
+}
+
+/// An M x NR tile of f32 accumulators from `start` (C at `c`, row stride `ldc`, for
+/// [`Start::Load`]); shared with the bf16 kernel.
+///
+/// # Safety
+/// AVX-512F; a bias start points at NR readable values, and a load start's C rows hold NR.
+#[inline(always)]
+pub(super) unsafe fn start_acc<const M: usize>(
+    start: Start,
+    c: *const f32,
+    ldc: usize,
+) -> [[__m512; V]; M] {
+    match start {
+        Start::Zero => [[_mm512_setzero_ps(); V]; M],
+        Start::Bias(bias) => {
+            let b: [__m512; V] = std::array::from_fn(|j| _mm512_loadu_ps(bias.add(16 * j)));
+            [b; M]
+        }
+        Start::Load => std::array::from_fn(|i| {
+            std::array::from_fn(|j| _mm512_loadu_ps(c.add(i * ldc + 16 * j)))
+        }),
+    }
+}
+
+/// Stores an M x NR tile of accumulators to C at `c` (row stride `ldc`).
+///
+/// # Safety
+/// AVX-512F; C's M rows hold NR writable values.
+#[inline(always)]
+pub(super) unsafe fn store_acc<const M: usize>(acc: &[[__m512; V]; M], c: *mut f32, ldc: usize) {
     for (i, row) in acc.iter().enumerate() {
         for (j, v) in row.iter().enumerate() {
-            _mm512_storeu_ps(t.c.add(i * t.ldc + 16 * j), *v);
+            _mm512_storeu_ps(c.add(i * ldc + 16 * j), *v);
         }
     }
 }

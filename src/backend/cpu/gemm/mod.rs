@@ -27,6 +27,24 @@
 //! packed weight with its microkernel. The f32 path is one; [`bf16`] and [`int8`] are the
 //! low-precision ones, with the same 48-column panels.
 
+/// Runs `$tile::<M>($t)` with M = `$rows`, for the 8-row register tiles: 1 to 7 rows
+/// instantiate their own tile, 8 (or more, which the driver never passes) the full one.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows {
+    ($rows:expr, $tile:ident, $t:expr) => {
+        match $rows {
+            1 => $tile::<1>($t),
+            2 => $tile::<2>($t),
+            3 => $tile::<3>($t),
+            4 => $tile::<4>($t),
+            5 => $tile::<5>($t),
+            6 => $tile::<6>($t),
+            7 => $tile::<7>($t),
+            _ => $tile::<8>($t),
+        }
+    };
+}
+
 pub mod bf16;
 pub mod int8;
 mod lowp;

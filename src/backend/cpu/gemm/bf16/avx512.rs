@@ -4,7 +4,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{Start, Tile16, NR};
+use super::super::avx512::{start_acc, store_acc};
+use super::{Tile16, NR};
 
 /// Rows of the register tile.
 pub const MR: usize = 8;
@@ -19,35 +20,12 @@ const V: usize = NR / 16;
 /// memory as documented on [`Tile16`], with `t.rows <= MR`.
 #[target_feature(enable = "avx512f,avx512bf16")]
 pub unsafe fn tile(t: &Tile16) {
-    match t.rows {
-        1 => tile_m::<1>(t),
-        2 => tile_m::<2>(t),
-        3 => tile_m::<3>(t),
-        4 => tile_m::<4>(t),
-        5 => tile_m::<5>(t),
-        6 => tile_m::<6>(t),
-        7 => tile_m::<7>(t),
-        _ => tile_m::<MR>(t),
-    }
+    by_rows!(t.rows, tile_m, t)
 }
 
 #[inline(always)]
 unsafe fn tile_m<const M: usize>(t: &Tile16) {
-    let mut acc = [[_mm512_setzero_ps(); V]; M];
-    match t.start {
-        Start::Zero => {}
-        Start::Bias(bias) => {
-            let b: [__m512; V] = std::array::from_fn(|j| _mm512_loadu_ps(bias.add(16 * j)));
-            acc = [b; M];
-        }
-        Start::Load => {
-            for (i, row) in acc.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = _mm512_loadu_ps(t.c.add(i * t.ldc + 16 * j));
-                }
-            }
-        }
-    }
+    let mut acc = start_acc::<M>(t.start, t.c, t.ldc);
     let mut a = t.a;
     let mut b = t.b;
     for _ in 0..t.pairs {
@@ -65,9 +43,5 @@ unsafe fn tile_m<const M: usize>(t: &Tile16) {
         a = a.add(2);
         b = b.add(2 * NR);
     }
-    for (i, row) in acc.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            _mm512_storeu_ps(t.c.add(i * t.ldc + 16 * j), *v);
-        }
-    }
+    store_acc(&acc, t.c, t.ldc);
 }

@@ -20,16 +20,7 @@ const V: usize = NR / 16;
 /// readable/writable memory as documented on [`Tile8`], with `t.rows <= MR`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn tile(t: &Tile8) {
-    match t.rows {
-        1 => tile_m::<1>(t),
-        2 => tile_m::<2>(t),
-        3 => tile_m::<3>(t),
-        4 => tile_m::<4>(t),
-        5 => tile_m::<5>(t),
-        6 => tile_m::<6>(t),
-        7 => tile_m::<7>(t),
-        _ => tile_m::<MR>(t),
-    }
+    by_rows!(t.rows, tile_m, t)
 }
 
 #[inline(always)]
