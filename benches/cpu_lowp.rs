@@ -13,21 +13,10 @@ use bertrt::backend::cpu::gemm::int8::{linear_int8_with, PackedInt8};
 use bertrt::backend::cpu::gemm::{linear_with, Isa, PackedWeight, Path};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-/// (k, n) of every dense layer of MiniLM-L6 (hidden 384) and BERT-base (hidden 768).
-const SHAPES: [(usize, usize); 8] = [
-    (384, 1152),
-    (384, 384),
-    (384, 1536),
-    (1536, 384),
-    (768, 2304),
-    (768, 768),
-    (768, 3072),
-    (3072, 768),
-];
+#[path = "../examples/common/mod.rs"]
+mod common;
 
-fn values(len: usize, seed: f32) -> Vec<f32> {
-    (0..len).map(|i| (i as f32 * seed).sin()).collect()
-}
+use common::{operands, SHAPES};
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("cpu_lowp");
@@ -38,9 +27,7 @@ fn bench(c: &mut Criterion) {
     let int8_path = Path::best(Path::int8_supported);
     for rows in [1, 128, 1024] {
         for (k, n) in SHAPES {
-            let x = values(rows * k, 0.37);
-            let w = values(n * k, 0.91);
-            let b = values(n, 0.13);
+            let (x, w, b) = operands(rows, k, n);
             let f32w = PackedWeight::pack(&w, n, k).expect("sizes match");
             let bf16w = PackedBf16::pack(&w, n, k).expect("sizes match");
             let int8w = PackedInt8::pack(&w, n, k).expect("sizes match");

@@ -10,7 +10,7 @@ use bertrt::backend::cpu::linear::linear_unpacked;
 
 mod common;
 
-use common::{seconds, SHAPES};
+use common::{operands, seconds, SHAPES};
 
 fn main() {
     let common::Args {
@@ -31,7 +31,7 @@ fn main() {
             // SAFETY: AVX-512F was detected just above.
             .map(|_| {
                 seconds(&mut || {
-                    std::hint::black_box(unsafe { peak(iters) });
+                    std::hint::black_box(unsafe { common::fma_peak(iters) });
                 })
             })
             .fold(f64::INFINITY, f64::min);
@@ -47,9 +47,7 @@ fn main() {
     );
     for &rows in &rows_list {
         for (k, n) in SHAPES {
-            let x: Vec<f32> = (0..rows * k).map(|i| (i as f32 * 0.37).sin()).collect();
-            let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.91).cos()).collect();
-            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.13).sin()).collect();
+            let (x, w, b) = operands(rows, k, n);
             let packed = PackedWeight::pack(&w, n, k).expect("sizes match");
             let mut out = vec![0.0; rows * n];
             let (mut old, mut new) = (f64::INFINITY, f64::INFINITY);
@@ -73,26 +71,4 @@ fn main() {
             );
         }
     }
-}
-
-/// 24 independent zmm FMA chains, `iters` steps each (32 FLOP per FMA).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn peak(iters: usize) -> f32 {
-    use std::arch::x86_64::*;
-    let mut acc = [_mm512_set1_ps(0.5); 24];
-    let a = _mm512_set1_ps(std::hint::black_box(0.999));
-    let b = _mm512_set1_ps(std::hint::black_box(0.001));
-    for _ in 0..iters {
-        for v in acc.iter_mut() {
-            *v = _mm512_fmadd_ps(*v, a, b);
-        }
-    }
-    let sum = acc
-        .iter()
-        .fold(_mm512_setzero_ps(), |s, v| _mm512_add_ps(s, *v));
-    _mm512_reduce_add_ps(sum)
 }

@@ -10,7 +10,7 @@ use bertrt::backend::cpu::gemm::{linear_with, Isa, PackedWeight, Path};
 
 mod common;
 
-use common::{seconds, SHAPES};
+use common::{operands, seconds, SHAPES};
 
 fn main() {
     let common::Args {
@@ -29,9 +29,7 @@ fn main() {
     );
     for &rows in &rows_list {
         for (k, n) in SHAPES {
-            let x: Vec<f32> = (0..rows * k).map(|i| (i as f32 * 0.37).sin()).collect();
-            let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.91).cos()).collect();
-            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.13).sin()).collect();
+            let (x, w, b) = operands(rows, k, n);
             let f32w = PackedWeight::pack(&w, n, k).expect("sizes match");
             let bf16w = PackedBf16::pack(&w, n, k).expect("sizes match");
             let int8w = PackedInt8::pack(&w, n, k).expect("sizes match");

@@ -1,4 +1,5 @@
-//! What the GEMM comparison examples share: BERT's dense shapes, their arguments
+//! What the GEMM comparison examples and the GEMM benches (which include this file by
+//! path) share: BERT's dense shapes, the operands, the FMA peak, the examples' arguments
 //! (`[THREADS] [REPS] [ROWS...]`) and a stopwatch.
 #![allow(dead_code)]
 
@@ -15,6 +16,35 @@ pub const SHAPES: [(usize, usize); 8] = [
     (768, 3072),
     (3072, 768),
 ];
+
+/// Deterministic operands of a [rows, k] x [n, k]ᵀ product: (x, w, bias).
+pub fn operands(rows: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let values = |len: usize, seed: f32| (0..len).map(|i| (i as f32 * seed).sin()).collect();
+    (values(rows * k, 0.37), values(n * k, 0.91), values(n, 0.13))
+}
+
+/// 24 independent zmm FMA chains, `iters` steps each (32 FLOP per FMA): the core's f32
+/// FMA peak for reference.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn fma_peak(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(0.5); 24];
+    let a = _mm512_set1_ps(std::hint::black_box(0.999));
+    let b = _mm512_set1_ps(std::hint::black_box(0.001));
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    let sum = acc
+        .iter()
+        .fold(_mm512_setzero_ps(), |s, v| _mm512_add_ps(s, *v));
+    _mm512_reduce_add_ps(sum)
+}
 
 /// Seconds `f` takes.
 pub fn seconds(f: &mut dyn FnMut()) -> f64 {
