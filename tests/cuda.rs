@@ -19,8 +19,8 @@ use std::path::Path;
 use bertrt::backend::cuda::CudaGpu;
 use bertrt::{Batch, Device, Dtype, Error, ForwardOptions, Model, Target};
 use common::device::{
-    batch, check_cached_decoding, check_fixture, check_random_models, fixture_names,
-    RANDOM_BATCHES, RANDOM_SHAPES,
+    batch, check_cached_decoding, check_fixtures, check_random_models, RANDOM_BATCHES,
+    RANDOM_SHAPES,
 };
 use common::fixtures_dir;
 
@@ -60,11 +60,7 @@ fn fixtures(dtype: Dtype) {
     if !gpu() {
         return;
     }
-    let load = |dir: &Path| Model::load(dir, None, cuda(dtype));
-    let failures: Vec<String> = fixture_names()
-        .iter()
-        .flat_map(|n| check_fixture(n, dtype, &load))
-        .collect();
+    let failures = check_fixtures(dtype, &|dir| Model::load(dir, None, cuda(dtype)));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -82,10 +78,7 @@ fn cached_decoding(dtype: Dtype) {
     if !gpu() {
         return;
     }
-    let dir = fixtures_dir().join("lm_decoder");
-    let cpu = Model::load(&dir, None, Device::Cpu).expect("cpu model");
-    let model = Model::load(&dir, None, cuda(dtype)).expect("cuda model");
-    let failures = check_cached_decoding(&model, &cpu, dtype);
+    let failures = check_cached_decoding(dtype, &|dir| Model::load(dir, None, cuda(dtype)));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

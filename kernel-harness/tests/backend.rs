@@ -11,8 +11,7 @@ use std::path::Path;
 use bertrt::backend::cuda::GpuBackend;
 use bertrt::{Device, Dtype, Model, Result};
 use common::device::{
-    check_cached_decoding, check_fixture, check_random_models, fixture_names, RANDOM_BATCHES,
-    RANDOM_SHAPES,
+    check_cached_decoding, check_fixtures, check_random_models, RANDOM_BATCHES, RANDOM_SHAPES,
 };
 use common::fixtures_dir;
 use kernel_harness::HostGpu;
@@ -29,12 +28,7 @@ fn emulated(dtype: Dtype) -> impl Fn(&Path) -> Result<Model> {
 }
 
 fn every_fixture(dtype: Dtype) {
-    let names = fixture_names();
-    assert!(names.len() >= 20, "fixtures not found");
-    let failures: Vec<String> = names
-        .iter()
-        .flat_map(|n| check_fixture(n, dtype, &emulated(dtype)))
-        .collect();
+    let failures = check_fixtures(dtype, &emulated(dtype));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -49,10 +43,7 @@ fn every_fixture_in_f16() {
 }
 
 fn cached_decoding(dtype: Dtype) {
-    let dir = fixtures_dir().join("lm_decoder");
-    let cpu = Model::load(&dir, None, Device::Cpu).expect("cpu model");
-    let model = emulated(dtype)(&dir).expect("emulated model");
-    let failures = check_cached_decoding(&model, &cpu, dtype);
+    let failures = check_cached_decoding(dtype, &emulated(dtype));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bertrt::{Batch, BertConfig, Dtype, ForwardOptions, KvCache, Model, Result};
+use bertrt::{Batch, BertConfig, Device, Dtype, ForwardOptions, KvCache, Model, Result};
 
 use super::{fixtures_dir, tolerance, RefTensor, Reference};
 
@@ -124,6 +124,17 @@ fn check(
     }
 }
 
+/// Every golden fixture (at least 20 must be found) through [`check_fixture`]: the
+/// failures of all of them.
+pub fn check_fixtures(dtype: Dtype, load: &dyn Fn(&Path) -> Result<Model>) -> Vec<String> {
+    let names = fixture_names();
+    assert!(names.len() >= 20, "fixtures not found");
+    names
+        .iter()
+        .flat_map(|n| check_fixture(n, dtype, load))
+        .collect()
+}
+
 /// Runs every case of fixture `name` on a model made by `load` and compares every
 /// output; returns the failures.
 pub fn check_fixture(
@@ -182,8 +193,14 @@ pub fn check_fixture(
 
 /// Incremental decoding check: the decoder fixture run token by token through a
 /// key/value cache on `model` must give the logits a full forward gives on the CPU, at
-/// every real position (f32: 1e-4 * max(1, max|logit|); f16: relative L2 1e-2).
-pub fn check_cached_decoding(model: &Model, cpu: &Model, dtype: Dtype) -> Vec<String> {
+/// every real position (f32: 1e-4 * max(1, max|logit|); f16: relative L2 1e-2). The
+/// model is the lm_decoder fixture loaded by `load`.
+pub fn check_cached_decoding(dtype: Dtype, load: &dyn Fn(&Path) -> Result<Model>) -> Vec<String> {
+    let dir = fixtures_dir().join("lm_decoder");
+    let (model, cpu) = match (load(&dir), Model::load(&dir, None, Device::Cpu)) {
+        (Ok(m), Ok(c)) => (m, c),
+        (Err(e), _) | (_, Err(e)) => return vec![format!("loading lm_decoder: {e}")],
+    };
     let ids: Vec<Vec<i64>> = vec![vec![2, 7, 11, 5, 9, 3], vec![4, 8, 6, 1, 0, 0]];
     let mask: Vec<Vec<i64>> = vec![vec![1; 6], vec![1, 1, 1, 1, 0, 0]];
     let full = Batch::new(ids.clone()).and_then(|b| b.with_attention_mask(mask.clone()));
