@@ -4,6 +4,7 @@
 //! bound).
 
 use super::tests::reference;
+pub(super) use super::tests::{operands, ACTS};
 use crate::config::Activation;
 
 /// The operands: original and dequantized, each x [rows, k] and w [n, k].
@@ -55,16 +56,6 @@ pub(super) fn check(label: &str, out: &[f32], ops: &Operands, quant: &[f64]) -> 
     );
     worst / scale.max(1e-30)
 }
-
-/// The activations of the shape table's variants, in turn.
-pub(super) const ACTS: [Option<Activation>; 6] = [
-    None,
-    Some(Activation::Gelu),
-    Some(Activation::GeluTanh),
-    Some(Activation::Relu),
-    Some(Activation::Silu),
-    Some(Activation::Tanh),
-];
 
 /// The awkward shapes (rows, k, n) every low-precision kernel is checked on, plus some
 /// with several k-blocks.

@@ -8,6 +8,25 @@
 
 use super::*;
 
+/// The activations of the shape tables' variants, in turn.
+pub(super) const ACTS: [Option<Activation>; 6] = [
+    None,
+    Some(Activation::Gelu),
+    Some(Activation::GeluTanh),
+    Some(Activation::Relu),
+    Some(Activation::Silu),
+    Some(Activation::Tanh),
+];
+
+/// Deterministic operands of a [rows, k] x [n, k]ᵀ product: (x, w, bias).
+pub(super) fn operands(rows: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    (
+        random(rows * k, (rows * 1000 + k) as u64),
+        random(n * k, (n * 7 + k) as u64),
+        random(n, n as u64 + 99),
+    )
+}
+
 /// Deterministic values in [-1, 1).
 pub(super) fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -73,18 +92,8 @@ pub(super) fn isas() -> Vec<Isa> {
 }
 
 fn check(rows: usize, k: usize, n: usize, variant: usize) {
-    let x = random(rows * k, (rows * 1000 + k) as u64);
-    let w = random(n * k, (n * 7 + k) as u64);
-    let b = random(n, n as u64 + 99);
-    let acts = [
-        None,
-        Some(Activation::Gelu),
-        Some(Activation::GeluTanh),
-        Some(Activation::Relu),
-        Some(Activation::Silu),
-        Some(Activation::Tanh),
-    ];
-    let act = acts[variant % acts.len()];
+    let (x, w, b) = operands(rows, k, n);
+    let act = ACTS[variant % ACTS.len()];
     let bias = (variant % 4 != 1).then_some(&b[..]);
     let (want, tol) = reference(&x, &w, bias, act, (rows, k, n));
     let packed = PackedWeight::pack(&w, n, k).expect("sizes match");

@@ -7,7 +7,7 @@
 //! 8 significant bits), times the activation's slope.
 
 use super::*;
-use crate::backend::cpu::gemm::lowp_check::{check, shapes, Operands, ACTS};
+use crate::backend::cpu::gemm::lowp_check::{check, operands, shapes, Operands, ACTS};
 use crate::backend::cpu::gemm::tests::random;
 
 fn paths() -> Vec<Path> {
@@ -26,9 +26,7 @@ fn matches_references_over_awkward_shapes() {
     eprintln!("bf16 paths on this CPU: {:?}", paths());
     let mut worst = 0.0f64;
     for (variant, &(rows, k, n)) in shapes().iter().enumerate() {
-        let x = random(rows * k, (rows * 1000 + k) as u64);
-        let w = random(n * k, (n * 7 + k) as u64);
-        let b = random(n, n as u64 + 99);
+        let (x, w, b) = operands(rows, k, n);
         let (xq, wq) = (rounded(&x), rounded(&w));
         let ops = Operands {
             x: &x,

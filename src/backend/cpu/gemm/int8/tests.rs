@@ -9,8 +9,7 @@
 //! outlier channel, times the activation's slope.
 
 use super::*;
-use crate::backend::cpu::gemm::lowp_check::{check, shapes, Operands, ACTS};
-use crate::backend::cpu::gemm::tests::random;
+use crate::backend::cpu::gemm::lowp_check::{check, operands, shapes, Operands, ACTS};
 
 fn paths() -> Vec<Path> {
     [Path::Native, Path::Portable]
@@ -42,7 +41,7 @@ fn matches_references_over_awkward_shapes() {
     eprintln!("int8 paths on this CPU: {:?}", paths());
     let mut worst = 0.0f64;
     for (variant, &(rows, k, n)) in shapes().iter().enumerate() {
-        let mut x = random(rows * k, (rows * 1000 + k) as u64);
+        let (mut x, w, b) = operands(rows, k, n);
         if variant % 3 == 2 {
             // Skewed rows (mostly positive, as after GELU) exercise the zero point.
             x.iter_mut().for_each(|v| *v = 2.0 * *v + 1.7);
@@ -54,8 +53,6 @@ fn matches_references_over_awkward_shapes() {
                 x[r * k + k - 2] *= -25.0;
             }
         }
-        let w = random(n * k, (n * 7 + k) as u64);
-        let b = random(n, n as u64 + 99);
         let packed = PackedInt8::pack(&w, n, k).expect("sizes match");
         let (xq, step, outliers) = dequantized_rows(&x, rows, k);
         assert_eq!(outliers.len(), if k >= 64 { 8 } else { 0 });
