@@ -70,8 +70,7 @@ unsafe fn store<const M: usize>(t: &Tile8, acc: [[__m512i; V]; M]) {
             };
             if let Some(o) = &t.outliers {
                 // Columns past the weight's last one (a ragged last panel) stay masked.
-                let lanes = o.cols.saturating_sub(16 * j).min(16);
-                let mask: __mmask16 = ((1u32 << lanes) - 1) as __mmask16;
+                let mask = lanes(o.cols.saturating_sub(16 * j));
                 for ch in 0..o.count {
                     let kk = *o.channels.add(ch);
                     let xv = _mm512_set1_ps(*o.x.add(i * o.k + kk));
@@ -101,11 +100,7 @@ pub unsafe fn quantize_row(x: &[f32], dst: &mut [u8]) -> (f32, i32) {
     let mut i = 0;
     while i < len {
         // Masked loads read zeros past the row, which change neither lo <= 0 nor hi >= 0.
-        let mask: __mmask16 = if len - i >= 16 {
-            0xFFFF
-        } else {
-            (1 << (len - i)) - 1
-        };
+        let mask = lanes(len - i);
         let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
         lo = _mm512_min_ps(lo, v);
         hi = _mm512_max_ps(hi, v);
@@ -129,11 +124,7 @@ pub unsafe fn quantize_row(x: &[f32], dst: &mut [u8]) -> (f32, i32) {
     let (min_v, max_v) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
     let mut i = 0;
     while i < len {
-        let mask: __mmask16 = if len - i >= 16 {
-            0xFFFF
-        } else {
-            (1 << (len - i)) - 1
-        };
+        let mask = lanes(len - i);
         let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
         let q = _mm512_add_ps(_mm512_mul_ps(v, inv_v), zero_v);
         let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(q);
@@ -145,4 +136,13 @@ pub unsafe fn quantize_row(x: &[f32], dst: &mut [u8]) -> (f32, i32) {
         i += 16;
     }
     (scale, zero as i32)
+}
+
+/// The first `n` of 16 lanes (all 16 for n >= 16).
+#[inline(always)]
+fn lanes(n: usize) -> __mmask16 {
+    match n {
+        n if n >= 16 => 0xFFFF,
+        n => (1 << n) - 1,
+    }
 }
