@@ -143,14 +143,7 @@ pub fn linear_bf16_with(
             &mut a[..rows * lda],
             lda,
         );
-        let isa = path.epilogue_isa();
-        let kern = Bf16Kernel {
-            path,
-            isa,
-            a,
-            lda,
-            w,
-        };
+        let kern = Bf16Kernel { path, a, lda, w };
         drive(&kern, threads, rows, bias, act, out);
     });
 }
@@ -210,7 +203,6 @@ struct Tile16 {
 
 struct Bf16Kernel<'a> {
     path: Path,
-    isa: Isa,
     a: &'a [u16],
     lda: usize,
     w: &'a PackedBf16,
@@ -237,7 +229,7 @@ impl Kernel for Bf16Kernel<'_> {
         2
     }
     fn isa(&self) -> Isa {
-        self.isa
+        self.path.epilogue_isa()
     }
     unsafe fn tile(&self, job: &Job) {
         let t = Tile16 {

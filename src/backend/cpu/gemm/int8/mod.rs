@@ -305,10 +305,8 @@ pub fn linear_int8_with(
     let lda = k.next_multiple_of(4);
     with_scratch(&SCRATCH, |q| {
         q.quantize(path, x, rows, k, lda);
-        let isa = path.epilogue_isa();
         let kern = Int8Kernel {
             path,
-            isa,
             a: q,
             lda,
             w,
@@ -363,7 +361,6 @@ struct OutlierPart {
 
 struct Int8Kernel<'a> {
     path: Path,
-    isa: Isa,
     a: &'a QuantRows,
     lda: usize,
     w: &'a PackedInt8,
@@ -392,7 +389,7 @@ impl Kernel for Int8Kernel<'_> {
         4
     }
     fn isa(&self) -> Isa {
-        self.isa
+        self.path.epilogue_isa()
     }
     unsafe fn tile(&self, job: &Job) {
         let col0 = job.panel * NR;
