@@ -54,16 +54,22 @@ pub(super) unsafe fn start_acc<const M: usize>(
     c: *const f32,
     ldc: usize,
 ) -> [[__m512; V]; M] {
+    let mut acc = [[_mm512_setzero_ps(); V]; M];
     match start {
-        Start::Zero => [[_mm512_setzero_ps(); V]; M],
+        Start::Zero => {}
         Start::Bias(bias) => {
             let b: [__m512; V] = std::array::from_fn(|j| _mm512_loadu_ps(bias.add(16 * j)));
-            [b; M]
+            acc = [b; M];
         }
-        Start::Load => std::array::from_fn(|i| {
-            std::array::from_fn(|j| _mm512_loadu_ps(c.add(i * ldc + 16 * j)))
-        }),
+        Start::Load => {
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(c.add(i * ldc + 16 * j));
+                }
+            }
+        }
     }
+    acc
 }
 
 /// Stores an M x NR tile of accumulators to C at `c` (row stride `ldc`).
