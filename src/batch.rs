@@ -187,13 +187,14 @@ impl Batch {
         &self.attention_mask
     }
 
-    /// Rows `start..end` as a batch of their own (flat rows: choices are not regrouped).
+    /// Rows `start..end` as a batch of their own, with the same grouping into choices
+    /// (the range must hold whole examples).
     pub(crate) fn rows_range(&self, start: usize, end: usize) -> Batch {
         let (a, b) = (start * self.seq, end * self.seq);
         Batch {
             rows: end - start,
             seq: self.seq,
-            choices: None,
+            choices: self.choices,
             input_ids: self.input_ids[a..b].to_vec(),
             token_type_ids: self.token_type_ids[a..b].to_vec(),
             attention_mask: self.attention_mask[a..b].to_vec(),

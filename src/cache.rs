@@ -1,64 +1,83 @@
 //! The key/value cache of incremental decoding (BertLMHeadModel).
+//!
+//! A [`KvCache`] keeps what every backend shares (the layout, how many tokens are
+//! cached, and which of them may be attended to) and an opaque [`CacheState`] that the
+//! backend which made it owns: host vectors on the CPU, device memory on a GPU.
+
+use std::any::Any;
+
+use crate::error::{Error, Result};
+
+/// The shape of a cache: per layer, keys and values of [batch, heads, capacity,
+/// head_dim].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLayout {
+    /// Decoder layers.
+    pub layers: usize,
+    /// Sequences.
+    pub batch: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Positions per sequence.
+    pub capacity: usize,
+}
+
+impl CacheLayout {
+    /// Elements of one layer's keys (or values).
+    pub fn per_layer(&self) -> usize {
+        self.batch * self.heads * self.capacity * self.head_dim
+    }
+}
+
+/// A backend's storage of a cache, opaque to everything but that backend.
+pub struct CacheState(Box<dyn Any + Send + Sync>);
+
+impl CacheState {
+    /// Wraps a backend's storage.
+    pub fn new<T: Any + Send + Sync>(storage: T) -> Self {
+        CacheState(Box::new(storage))
+    }
+
+    /// The storage as the backend that made it sees it.
+    pub fn get_mut<T: Any>(&mut self) -> Result<&mut T> {
+        self.0.downcast_mut::<T>().ok_or_else(|| {
+            Error::Internal("a key/value cache reached a backend that did not make it".into())
+        })
+    }
+}
+
+impl std::fmt::Debug for CacheState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheState")
+    }
+}
 
 /// Keys, values and the attention mask of every token decoded so far, per layer.
 ///
-/// Storage is sized once for `capacity` positions ([batch, heads, capacity, head_dim] per
-/// layer for keys and for values), so decoding allocates nothing per step. It is made by
-/// the backend that first uses the cache: host vectors on the CPU, device memory on a
-/// GPU (freed when the cache is dropped).
+/// Storage is sized once for `capacity` positions, when the model makes the cache
+/// ([`crate::Model::new_cache`]), so decoding allocates nothing per step; a cache serves
+/// only the model that made it.
 #[derive(Debug)]
 pub struct KvCache {
-    pub(crate) layers: usize,
-    pub(crate) batch: usize,
-    pub(crate) heads: usize,
-    pub(crate) head_dim: usize,
-    pub(crate) capacity: usize,
-    pub(crate) len: usize,
-    pub(crate) keys: Vec<Vec<f32>>,
-    pub(crate) values: Vec<Vec<f32>>,
+    layout: CacheLayout,
+    len: usize,
     /// [batch, capacity]: 1 where a cached token may be attended to.
-    pub(crate) mask: Vec<u8>,
-    /// A GPU backend's keys and values.
-    pub(crate) device: Option<DeviceState>,
-}
-
-/// Backend-owned storage of a cache (device memory), opaque to everything else.
-pub(crate) struct DeviceState(pub(crate) Box<dyn std::any::Any + Send + Sync>);
-
-impl std::fmt::Debug for DeviceState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DeviceState")
-    }
+    mask: Vec<u8>,
+    /// The model that made the cache.
+    owner: u64,
+    state: CacheState,
 }
 
 impl KvCache {
-    pub(crate) fn new(
-        layers: usize,
-        batch: usize,
-        heads: usize,
-        head_dim: usize,
-        capacity: usize,
-    ) -> Self {
+    pub(crate) fn new(layout: CacheLayout, owner: u64, state: CacheState) -> Self {
         KvCache {
-            layers,
-            batch,
-            heads,
-            head_dim,
-            capacity,
+            layout,
             len: 0,
-            keys: Vec::new(),
-            values: Vec::new(),
-            mask: vec![0; batch * capacity],
-            device: None,
-        }
-    }
-
-    /// Allocates the host storage (CPU backend) on first use.
-    pub(crate) fn ensure_host(&mut self) {
-        if self.keys.len() != self.layers {
-            let per_layer = self.batch * self.heads * self.capacity * self.head_dim;
-            self.keys = vec![vec![0.0; per_layer]; self.layers];
-            self.values = vec![vec![0.0; per_layer]; self.layers];
+            mask: vec![0; layout.batch * layout.capacity],
+            owner,
+            state,
         }
     }
 
@@ -74,12 +93,17 @@ impl KvCache {
 
     /// Sequences in the cache.
     pub fn batch(&self) -> usize {
-        self.batch
+        self.layout.batch
     }
 
     /// Positions the cache can hold.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.layout.capacity
+    }
+
+    /// The cache's shape.
+    pub fn layout(&self) -> CacheLayout {
+        self.layout
     }
 
     /// Forgets every cached token.
@@ -88,39 +112,30 @@ impl KvCache {
         self.mask.fill(0);
     }
 
-    /// Copies this step's keys and values for `layer` out of the fused [tokens, 3 * hidden]
-    /// projection into positions len .. len + seq.
-    pub(crate) fn append(&mut self, layer: usize, qkv: &[f32], seq: usize) {
-        let (d, h) = (self.head_dim, self.heads * self.head_dim);
-        for b in 0..self.batch {
-            for i in 0..seq {
-                let row = &qkv[(b * seq + i) * 3 * h..(b * seq + i + 1) * 3 * h];
-                for head in 0..self.heads {
-                    let dst = ((b * self.heads + head) * self.capacity + self.len + i) * d;
-                    self.keys[layer][dst..dst + d]
-                        .copy_from_slice(&row[h + head * d..h + head * d + d]);
-                    self.values[layer][dst..dst + d]
-                        .copy_from_slice(&row[2 * h + head * d..2 * h + head * d + d]);
-                }
-            }
-        }
+    pub(crate) fn owner(&self) -> u64 {
+        self.owner
+    }
+
+    /// The backend's storage.
+    pub fn state_mut(&mut self) -> &mut CacheState {
+        &mut self.state
     }
 
     /// The [batch, len + seq] mask of cached tokens followed by this step's `mask`.
-    pub(crate) fn full_mask(&self, mask: &[u8], seq: usize) -> Vec<u8> {
-        let keys = self.len + seq;
-        let mut out = Vec::with_capacity(self.batch * keys);
-        for b in 0..self.batch {
-            out.extend_from_slice(&self.mask[b * self.capacity..b * self.capacity + self.len]);
+    pub fn full_mask(&self, mask: &[u8], seq: usize) -> Vec<u8> {
+        let (keys, capacity) = (self.len + seq, self.layout.capacity);
+        let mut out = Vec::with_capacity(self.layout.batch * keys);
+        for b in 0..self.layout.batch {
+            out.extend_from_slice(&self.mask[b * capacity..b * capacity + self.len]);
             out.extend_from_slice(&mask[b * seq..(b + 1) * seq]);
         }
         out
     }
 
     /// Records that `seq` tokens with this `mask` were appended.
-    pub(crate) fn advance(&mut self, mask: &[u8], seq: usize) {
-        for b in 0..self.batch {
-            let dst = b * self.capacity + self.len;
+    pub fn advance(&mut self, mask: &[u8], seq: usize) {
+        for b in 0..self.layout.batch {
+            let dst = b * self.layout.capacity + self.len;
             self.mask[dst..dst + seq].copy_from_slice(&mask[b * seq..(b + 1) * seq]);
         }
         self.len += seq;

@@ -64,6 +64,11 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
 
+    /// A bug in bertrt itself (a plan or lowering that breaks its own rules); please
+    /// report it.
+    #[error("internal error (a bertrt bug): {0}")]
+    Internal(String),
+
     /// The CUDA driver, a CUDA library or a kernel reported a failure.
     #[error("CUDA: {0}")]
     Cuda(String),

@@ -22,6 +22,7 @@ fn check_fixture(name: &str) {
         let opts = ForwardOptions {
             output_hidden_states: reference.flag(case, "output_hidden_states"),
             output_attentions: reference.flag(case, "output_attentions"),
+            ..Default::default()
         };
         let out = model
             .forward(&reference.batch(case), opts)

@@ -64,6 +64,7 @@ fn fixture_errors(dir: &Path, dtype: Dtype) -> Vec<(String, f64)> {
         let opts = ForwardOptions {
             output_hidden_states: reference.flag(case, "output_hidden_states"),
             output_attentions: reference.flag(case, "output_attentions"),
+            ..Default::default()
         };
         let out = model
             .forward(&reference.batch(case), opts)

@@ -303,6 +303,7 @@ fn reused_buffers_do_not_leak_between_runs() {
     let opts = ForwardOptions {
         output_hidden_states: true,
         output_attentions: true,
+        ..Default::default()
     };
     let first = reference.batch("c0");
     // Same shape, other ids, mask on the other row.
@@ -325,37 +326,42 @@ fn reused_buffers_do_not_leak_between_runs() {
 #[test]
 fn cpu_reserve_packs_what_the_run_uses() {
     use bertrt::backend::cpu::CpuBackend;
-    use bertrt::backend::{Backend, Dtype};
+    use bertrt::backend::{Backend, Call, Dtype};
     use bertrt::graph::{Op, Shape};
 
     let model = load("qa");
     let batch = Reference::load(&fixtures_dir().join("qa")).batch("c0");
-    let shape = Shape {
-        batch: batch.rows(),
-        seq: batch.seq(),
-        past: 0,
+    let shape = Shape::new(batch.rows(), batch.seq());
+    let opts = ForwardOptions::default();
+    let plan = model.plan(shape, opts).unwrap();
+    let planner = |shape| model.plan(shape, opts);
+    let call = |backend: &CpuBackend| {
+        backend.execute(Call {
+            plan: &plan,
+            planner: &planner,
+            params: model.params(),
+            batch: &batch,
+            cache: None,
+        })
     };
-    let plan = model.plan(shape, ForwardOptions::default());
     let linears = plan
         .ops
         .iter()
-        .filter(|op| matches!(op, Op::Linear { .. }))
+        .filter(|op| matches!(op, Op::Linear(_)))
         .count();
     assert!(linears > 0);
     for dtype in [Dtype::F32, Dtype::Bf16, Dtype::Int8] {
         let reserved = CpuBackend::new(dtype);
         reserved.reserve(&plan, model.params()).unwrap();
         assert_eq!(reserved.packed_weights(), linears, "{dtype}");
-        let got = reserved
-            .execute(&plan, model.params(), &batch, None)
-            .unwrap();
+        let got = call(&reserved).unwrap();
         assert_eq!(
             reserved.packed_weights(),
             linears,
             "{dtype}: the run packed again"
         );
         let lazy = CpuBackend::new(dtype);
-        let want = lazy.execute(&plan, model.params(), &batch, None).unwrap();
+        let want = call(&lazy).unwrap();
         assert_eq!(lazy.packed_weights(), linears, "{dtype}");
         assert_eq!(got, want, "{dtype}");
     }
@@ -369,6 +375,7 @@ fn throughput_mode_equals_rows_run_alone() {
     let opts = ForwardOptions {
         output_hidden_states: true,
         output_attentions: true,
+        ..Default::default()
     };
     let model = load("bert_base_tiny");
     let ids: Vec<Vec<i64>> = (0..9)

@@ -111,6 +111,7 @@ fn every_fixture_head_round_trips() {
                 let opts = ForwardOptions {
                     output_hidden_states: reference.flag(case, "output_hidden_states"),
                     output_attentions: reference.flag(case, "output_attentions"),
+                    ..Default::default()
                 };
                 let batch = reference.batch(case);
                 let want = folder.forward(&batch, opts).unwrap();

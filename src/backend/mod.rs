@@ -10,16 +10,16 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::batch::Batch;
-use crate::cache::KvCache;
+use crate::cache::{CacheLayout, CacheState, KvCache};
 use crate::error::{Error, Result};
-use crate::graph::Plan;
+use crate::graph::{Plan, Planner};
 use crate::tensor::Tensor;
 use crate::weights::ParamStore;
 
 /// Where a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
-    /// The CPU backend (f32).
+    /// The CPU backend (f32, bf16 or int8 linears).
     #[default]
     Cpu,
     /// CUDA device N.
@@ -87,7 +87,24 @@ impl From<Device> for Target {
     }
 }
 
-/// Runs plans on one device.
+/// One forward call as a backend receives it.
+pub struct Call<'a> {
+    /// The plan for the batch's shape.
+    pub plan: &'a Plan,
+    /// Plans the same head and options at other shapes, for a backend that splits a
+    /// call (the CPU's throughput mode runs slices of the batch, each with its plan).
+    pub planner: &'a dyn Planner,
+    /// The loaded parameters.
+    pub params: &'a ParamStore,
+    /// The inputs.
+    pub batch: &'a Batch,
+    /// The key/value cache attention reads and extends, if any (made by this backend's
+    /// [`Backend::new_cache`]).
+    pub cache: Option<&'a mut KvCache>,
+}
+
+/// Runs plans on one device. A backend owns its scheduling (how a call is split over
+/// threads or streams) and its state (working memory, prepared weights, cache storage).
 pub trait Backend: Send + Sync {
     /// The device this backend drives.
     fn device(&self) -> Device;
@@ -103,13 +120,6 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Into how many parts a call of `rows` sequences without a cache should be split,
-    /// each part run by one thread with its own plan (throughput mode); 1 keeps the call
-    /// whole, each op using every thread.
-    fn throughput_parts(&self, _rows: usize) -> usize {
-        1
-    }
-
     /// Sets aside memory for `plan` (the largest shape a caller will run), so later
     /// calls up to that size allocate nothing; a backend that prepares weights lazily
     /// (the CPU's packed linears) prepares `plan`'s here.
@@ -117,15 +127,17 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Executes `plan` on `batch` and returns its outputs in declaration order.
-    /// With a cache, attention reads and extends it.
-    fn execute(
-        &self,
-        plan: &Plan,
-        params: &ParamStore,
-        batch: &Batch,
-        cache: Option<&mut KvCache>,
-    ) -> Result<Vec<Tensor>>;
+    /// Storage for a key/value cache of `layout`, allocated now so that decoding
+    /// allocates nothing per step.
+    fn new_cache(&self, _layout: &CacheLayout) -> Result<CacheState> {
+        Err(Error::Unsupported(
+            "this backend has no key/value cache".into(),
+        ))
+    }
+
+    /// Executes a call and returns the plan's outputs in declaration order. With a
+    /// cache, attention reads and extends it.
+    fn execute(&self, call: Call<'_>) -> Result<Vec<Tensor>>;
 }
 
 /// The backend for `target`.

@@ -406,6 +406,7 @@ fn run(args: RunArgs) -> Result<bool> {
             let fwd = ForwardOptions {
                 output_hidden_states: args.output_hidden_states,
                 output_attentions: args.output_attentions,
+                ..Default::default()
             };
             Box::new(move |lines: &[String]| {
                 lines

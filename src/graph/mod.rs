@@ -4,8 +4,8 @@
 //! and sized before anything runs, and each op names the buffers and weights it reads and
 //! writes. A backend executes the ops in order; it never re-implements the network.
 
-mod op;
+pub mod op;
 mod plan;
 
 pub use op::{Op, Relative};
-pub use plan::{BufDesc, BufId, Plan, PlanBuilder, PlanOutput, Shape};
+pub use plan::{BufDesc, BufId, Plan, PlanBuilder, PlanOutput, Planner, Shape};

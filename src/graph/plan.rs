@@ -1,5 +1,6 @@
 //! Plans: ops plus every buffer they use, sized for one input shape.
 
+use crate::error::Result;
 use crate::graph::Op;
 
 /// Index of a buffer in a [`Plan`].
@@ -7,7 +8,7 @@ use crate::graph::Op;
 pub struct BufId(pub(crate) usize);
 
 /// The input shape a plan is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shape {
     /// Sequences in the batch (choices flattened in for multiple choice).
     pub batch: usize,
@@ -15,9 +16,36 @@ pub struct Shape {
     pub seq: usize,
     /// Tokens already in the key/value cache (0 without a cache).
     pub past: usize,
+    /// Multiple choice: consecutive sequences that form one example (1 otherwise).
+    pub choices: usize,
 }
 
 impl Shape {
+    /// `batch` sequences of `seq` tokens, no cache, no choices.
+    pub fn new(batch: usize, seq: usize) -> Self {
+        Shape {
+            batch,
+            seq,
+            past: 0,
+            choices: 1,
+        }
+    }
+
+    /// The same shape with `past` cached tokens before this call's.
+    pub fn with_past(self, past: usize) -> Self {
+        Shape { past, ..self }
+    }
+
+    /// The same shape with sequences grouped `choices` to an example.
+    pub fn with_choices(self, choices: usize) -> Self {
+        Shape { choices, ..self }
+    }
+
+    /// Examples in the batch: batch / choices.
+    pub fn examples(&self) -> usize {
+        self.batch / self.choices.max(1)
+    }
+
     /// Tokens in this call: batch * seq.
     pub fn tokens(&self) -> usize {
         self.batch * self.seq
@@ -69,6 +97,19 @@ impl Plan {
     }
 }
 
+/// Plans one head with fixed options at any shape (a backend that splits a call plans
+/// its parts through this).
+pub trait Planner: Sync {
+    /// The plan for `shape`.
+    fn plan(&self, shape: Shape) -> Result<Plan>;
+}
+
+impl<F: Fn(Shape) -> Result<Plan> + Sync> Planner for F {
+    fn plan(&self, shape: Shape) -> Result<Plan> {
+        self(shape)
+    }
+}
+
 /// Builds a [`Plan`]: allocates named buffers and appends ops.
 pub struct PlanBuilder {
     plan: Plan,
@@ -102,8 +143,8 @@ impl PlanBuilder {
     }
 
     /// Appends an op.
-    pub fn op(&mut self, op: Op) {
-        self.plan.ops.push(op);
+    pub fn op(&mut self, op: impl Into<Op>) {
+        self.plan.ops.push(op.into());
     }
 
     /// Declares an output.

@@ -1,20 +1,33 @@
 //! `BertModel`: embeddings, encoder and the optional pooler, lowered into a plan.
 
 use super::embeddings::BertEmbeddings;
+use super::heads::Head;
 use super::layer::{BertLayer, LayerScratch};
 use super::modules::Dense;
 use crate::config::{Activation, BertConfig};
 use crate::error::Result;
-use crate::graph::{BufId, Op, PlanBuilder};
+use crate::graph::{op, BufId, PlanBuilder};
 use crate::weights::VarBuilder;
 
-/// What the caller wants besides the head outputs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which head runs, and what the caller wants besides its outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct ForwardOptions {
+    /// The head to run; None for the model's default head ([`crate::Model::head`]).
+    pub head: Option<Head>,
     /// Return the embedding output and every layer's output (`hidden_states`).
     pub output_hidden_states: bool,
     /// Return every layer's post-softmax attention probabilities (`attentions`).
     pub output_attentions: bool,
+}
+
+impl ForwardOptions {
+    /// The defaults, running `head`.
+    pub fn head(head: Head) -> Self {
+        ForwardOptions {
+            head: Some(head),
+            ..Default::default()
+        }
+    }
 }
 
 /// Buffers a lowered `BertModel` leaves for the heads.
@@ -43,7 +56,8 @@ pub struct BertModel {
 }
 
 impl BertModel {
-    /// Loads `embeddings`, `encoder.layer.{i}` and, when `pooler` is true, `pooler.dense`.
+    /// Loads `embeddings`, `encoder.layer.{i}` and `pooler.dense`: the pooler when the
+    /// checkpoint holds it, or always (its absence an error) when `pooler` is true.
     pub fn load(vb: &VarBuilder, c: &BertConfig, pooler: bool) -> Result<Self> {
         let layers = (0..c.num_hidden_layers)
             .map(|i| BertLayer::load(&vb.pp("encoder").pp("layer").pp(i), c))
@@ -52,7 +66,7 @@ impl BertModel {
         Ok(BertModel {
             embeddings: BertEmbeddings::load(&vb.pp("embeddings"), c)?,
             layers,
-            pooler: match pooler {
+            pooler: match pooler || Self::holds_pooler(vb) {
                 true => Some(Dense::load(&vb.pp("pooler").pp("dense"), h, h)?),
                 false => None,
             },
@@ -62,14 +76,19 @@ impl BertModel {
         })
     }
 
-    /// True if `vb` holds pooler weights.
-    pub fn has_pooler(vb: &VarBuilder) -> bool {
+    fn holds_pooler(vb: &VarBuilder) -> bool {
         vb.pp("pooler").pp("dense").contains("weight")
     }
 
-    /// Appends the whole trunk. Scratch buffers are shared by all layers; layer outputs get
-    /// their own buffers only when hidden states are returned.
-    pub fn lower(&self, g: &mut PlanBuilder, opts: ForwardOptions) -> EncoderOutputs {
+    /// Whether the pooler was loaded.
+    pub fn has_pooler(&self) -> bool {
+        self.pooler.is_some()
+    }
+
+    /// Appends the whole trunk, and the pooler when `pooled` and loaded. Scratch buffers
+    /// are shared by all layers; layer outputs get their own buffers only when hidden
+    /// states are returned.
+    pub fn lower(&self, g: &mut PlanBuilder, opts: ForwardOptions, pooled: bool) -> EncoderOutputs {
         let shape = g.shape();
         let (t, h) = (shape.tokens(), self.hidden);
         let scratch = LayerScratch {
@@ -102,9 +121,9 @@ impl BertModel {
             hidden_states.extend(opts.output_hidden_states.then_some(out));
             attentions.extend(probs);
         }
-        let pooled = self.pooler.map(|dense| {
+        let pooled = self.pooler.filter(|_| pooled).map(|dense| {
             let cls = g.buf("pooler.cls", shape.batch * h);
-            g.op(Op::GatherFirst {
+            g.op(op::GatherFirst {
                 x,
                 width: h,
                 out: cls,

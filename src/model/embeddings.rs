@@ -3,7 +3,7 @@
 use super::modules::LayerNorm;
 use crate::config::{BertConfig, PositionEmbeddingType};
 use crate::error::Result;
-use crate::graph::{BufId, Op, PlanBuilder};
+use crate::graph::{op, BufId, PlanBuilder};
 use crate::weights::{VarBuilder, WeightId};
 
 /// The embedding tables and their LayerNorm.
@@ -43,13 +43,14 @@ impl BertEmbeddings {
     /// Appends the embedding op writing [tokens, hidden] into `out`.
     pub fn lower_into(&self, g: &mut PlanBuilder, out: BufId) {
         debug_assert!(self.hidden == self.norm.width);
-        g.op(Op::Embeddings {
+        g.op(op::Embeddings {
             word: self.word,
             position: self.position,
             token_type: self.token_type,
             gamma: self.norm.gamma,
             beta: self.norm.beta,
             eps: self.norm.eps,
+            hidden: self.hidden,
             out,
         });
     }

@@ -164,38 +164,44 @@ impl BertLmPredictionHead {
     }
 }
 
-/// The modules a head adds on top of the trunk.
-#[derive(Debug, Clone)]
-pub enum HeadModules {
-    /// BertModel.
-    Bert,
-    /// BertForPreTraining.
-    PreTraining {
-        /// Masked-LM predictions.
-        lm: BertLmPredictionHead,
-        /// Next-sentence classifier.
-        nsp: Dense,
-    },
-    /// BertLMHeadModel or BertForMaskedLM.
-    Lm(BertLmPredictionHead),
-    /// BertForNextSentencePrediction.
-    NextSentence(Dense),
-    /// Sequence, multiple-choice or token classification.
-    Classifier(Dense),
-    /// BertForQuestionAnswering, split into start and end rows at load.
-    QuestionAnswering {
-        /// Row 0 of qa_outputs.
-        start: Dense,
-        /// Row 1 of qa_outputs.
-        end: Dense,
-    },
+/// `qa_outputs`, split into start and end rows at load.
+#[derive(Debug, Clone, Copy)]
+pub struct QaOutputs {
+    /// Row 0 of qa_outputs.
+    start: Dense,
+    /// Row 1 of qa_outputs.
+    end: Dense,
 }
 
-impl HeadModules {
-    /// Whether `head` runs the pooler.
-    pub fn needs_pooler(head: Head) -> bool {
+/// Every head module a checkpoint holds, each loaded once and shared by the heads that
+/// use it (BertForPreTraining's prediction head also serves BertForMaskedLM).
+#[derive(Debug, Clone, Default)]
+pub struct HeadModules {
+    /// `cls.predictions`.
+    lm: Option<BertLmPredictionHead>,
+    /// `cls.seq_relationship`.
+    nsp: Option<Dense>,
+    /// `classifier`, with the rows of the head it was loaded for.
+    classifier: Option<(Head, Dense)>,
+    /// `qa_outputs`.
+    qa: Option<QaOutputs>,
+}
+
+/// What a head reads besides the trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Module {
+    Lm,
+    Nsp,
+    Classifier,
+    Qa,
+}
+
+impl Head {
+    /// Whether the head reads the pooled [CLS] state (BertModel returns it when the
+    /// checkpoint has a pooler).
+    pub fn needs_pooler(self) -> bool {
         matches!(
-            head,
+            self,
             Head::PreTraining
                 | Head::NextSentence
                 | Head::SequenceClassification
@@ -203,108 +209,189 @@ impl HeadModules {
         )
     }
 
-    /// Loads the head's modules from the checkpoint root `vb`.
-    pub fn load(head: Head, vb: &VarBuilder, c: &BertConfig, trunk: &BertModel) -> Result<Self> {
+    fn modules(self) -> &'static [Module] {
+        match self {
+            Head::Bert => &[],
+            Head::PreTraining => &[Module::Lm, Module::Nsp],
+            Head::LmHead | Head::MaskedLm => &[Module::Lm],
+            Head::NextSentence => &[Module::Nsp],
+            Head::SequenceClassification | Head::MultipleChoice | Head::TokenClassification => {
+                &[Module::Classifier]
+            }
+            Head::QuestionAnswering => &[Module::Qa],
+        }
+    }
+
+    /// Rows of the `classifier` weight for a classifier head.
+    fn classifier_rows(self, c: &BertConfig) -> usize {
+        match self {
+            Head::MultipleChoice => 1,
+            _ => c.num_labels(),
+        }
+    }
+}
+
+impl HeadModules {
+    /// Loads the modules of `required` (their absence is an error) and every other
+    /// module whose weights `vb` (the checkpoint root) holds. A classifier is loaded for
+    /// `required` when it is a classifier head, else for the first classifier head the
+    /// config's `architectures` names.
+    pub fn load(
+        required: Head,
+        vb: &VarBuilder,
+        c: &BertConfig,
+        trunk: &BertModel,
+    ) -> Result<Self> {
+        let needed = |m: Module| required.modules().contains(&m);
+        let cls = vb.pp("cls");
         let h = c.hidden_size;
+        let mut modules = HeadModules::default();
         let word = trunk.embeddings.word;
-        Ok(match head {
-            Head::Bert => HeadModules::Bert,
-            Head::PreTraining => HeadModules::PreTraining {
-                lm: BertLmPredictionHead::load(&vb.pp("cls").pp("predictions"), c, word)?,
-                nsp: Dense::load(&vb.pp("cls").pp("seq_relationship"), h, 2)?,
-            },
-            Head::LmHead | Head::MaskedLm => HeadModules::Lm(BertLmPredictionHead::load(
-                &vb.pp("cls").pp("predictions"),
-                c,
-                word,
-            )?),
-            Head::NextSentence => {
-                HeadModules::NextSentence(Dense::load(&vb.pp("cls").pp("seq_relationship"), h, 2)?)
+        let lm_vb = cls.pp("predictions");
+        if needed(Module::Lm) || lm_vb.pp("transform").pp("dense").contains("weight") {
+            modules.lm = optional(
+                needed(Module::Lm),
+                BertLmPredictionHead::load(&lm_vb, c, word),
+            )?;
+        }
+        let nsp_vb = cls.pp("seq_relationship");
+        if needed(Module::Nsp) || nsp_vb.contains("weight") {
+            modules.nsp = optional(needed(Module::Nsp), Dense::load(&nsp_vb, h, 2))?;
+        }
+        let classifier_head = match needed(Module::Classifier) {
+            true => Some(required),
+            false => c
+                .architectures
+                .iter()
+                .flatten()
+                .filter_map(|a| a.parse::<Head>().ok())
+                .find(|h| h.modules() == [Module::Classifier]),
+        };
+        if let Some(head) = classifier_head {
+            let vb = vb.pp("classifier");
+            if needed(Module::Classifier) || vb.contains("weight") {
+                let dense = Dense::load(&vb, h, head.classifier_rows(c));
+                modules.classifier =
+                    optional(needed(Module::Classifier), dense)?.map(|d| (head, d));
             }
-            Head::SequenceClassification | Head::TokenClassification => {
-                HeadModules::Classifier(Dense::load(&vb.pp("classifier"), h, c.num_labels())?)
-            }
-            Head::MultipleChoice => {
-                HeadModules::Classifier(Dense::load(&vb.pp("classifier"), h, 1)?)
-            }
-            Head::QuestionAnswering => {
-                if c.num_labels() != 2 {
-                    return Err(Error::config(
-                        "num_labels",
-                        format!(
-                            "question answering needs 2 labels (start, end), found {}",
-                            c.num_labels()
-                        ),
-                    ));
-                }
-                let qa = vb.pp("qa_outputs");
-                let row = |i: usize, name: &str| -> Result<Dense> {
-                    let (w, b) = qa.row_of(name, i, 2, h)?;
-                    Ok(Dense {
-                        w,
-                        b: Some(b),
-                        k: h,
-                        n: 1,
-                    })
-                };
-                HeadModules::QuestionAnswering {
-                    start: row(0, "start")?,
-                    end: row(1, "end")?,
-                }
-            }
+        }
+        let qa_vb = vb.pp("qa_outputs");
+        if needed(Module::Qa) || qa_vb.contains("weight") || qa_vb.pp("start").contains("weight") {
+            modules.qa = optional(needed(Module::Qa), QaOutputs::load(&qa_vb, c))?;
+        }
+        Ok(modules)
+    }
+
+    /// Whether the modules `head` reads were loaded (the pooler aside).
+    pub fn has(&self, head: Head) -> bool {
+        head.modules().iter().all(|m| match m {
+            Module::Lm => self.lm.is_some(),
+            Module::Nsp => self.nsp.is_some(),
+            Module::Classifier => self.classifier.is_some_and(|(h, _)| h == head),
+            Module::Qa => self.qa.is_some(),
         })
     }
 
-    /// Appends the head ops and declares its outputs with transformers' names and shapes.
-    pub fn lower(&self, head: Head, g: &mut PlanBuilder, enc: &EncoderOutputs, hidden: usize) {
+    /// Appends `head`'s ops and declares its outputs with transformers' names and
+    /// shapes (multiple choice: logits [examples, choices]).
+    pub fn lower(
+        &self,
+        head: Head,
+        g: &mut PlanBuilder,
+        enc: &EncoderOutputs,
+        hidden: usize,
+    ) -> Result<()> {
         let s = g.shape();
         let (b, l, t) = (s.batch, s.seq, s.tokens());
-        let pooled = enc.pooled;
-        match self {
-            HeadModules::Bert => {
+        let missing = || Error::Internal(format!("{head} was planned without its modules"));
+        let pooled = || enc.pooled.ok_or_else(missing);
+        match head {
+            Head::Bert => {
                 g.output("last_hidden_state", enc.sequence, vec![b, l, hidden]);
-                if let Some(p) = pooled {
+                if let Some(p) = enc.pooled {
                     g.output("pooler_output", p, vec![b, hidden]);
                 }
             }
-            HeadModules::PreTraining { lm, nsp } => {
+            Head::PreTraining => {
+                let (lm, nsp) = (self.lm.as_ref(), self.nsp);
+                let (lm, nsp) = lm.zip(nsp).ok_or_else(missing)?;
                 let logits = lm.lower(g, enc.sequence, "prediction_logits");
                 g.output("prediction_logits", logits, vec![b, l, lm.decoder.n]);
-                if let Some(p) = pooled {
-                    let nsp_logits = nsp.lower(g, "seq_relationship_logits", p, b, None);
-                    g.output("seq_relationship_logits", nsp_logits, vec![b, 2]);
-                }
+                let nsp_logits = nsp.lower(g, "seq_relationship_logits", pooled()?, b, None);
+                g.output("seq_relationship_logits", nsp_logits, vec![b, 2]);
             }
-            HeadModules::Lm(lm) => {
+            Head::LmHead | Head::MaskedLm => {
+                let lm = self.lm.as_ref().ok_or_else(missing)?;
                 let logits = lm.lower(g, enc.sequence, "logits");
                 g.output("logits", logits, vec![b, l, lm.decoder.n]);
             }
-            HeadModules::NextSentence(dense) => {
-                if let Some(p) = pooled {
-                    let logits = dense.lower(g, "logits", p, b, None);
-                    g.output("logits", logits, vec![b, 2]);
-                }
+            Head::NextSentence => {
+                let dense = self.nsp.ok_or_else(missing)?;
+                let logits = dense.lower(g, "logits", pooled()?, b, None);
+                g.output("logits", logits, vec![b, 2]);
             }
-            HeadModules::Classifier(dense) => match head {
-                Head::TokenClassification => {
-                    let logits = dense.lower(g, "logits", enc.sequence, t, None);
-                    g.output("logits", logits, vec![b, l, dense.n]);
-                }
-                _ => {
-                    if let Some(p) = pooled {
-                        let logits = dense.lower(g, "logits", p, b, None);
-                        // Multiple choice: [batch * choices, 1] read back as [batch, choices]
-                        // by the model, which knows the grouping.
-                        g.output("logits", logits, vec![b, dense.n]);
-                    }
-                }
-            },
-            HeadModules::QuestionAnswering { start, end } => {
-                let s_logits = start.lower(g, "start_logits", enc.sequence, t, None);
-                let e_logits = end.lower(g, "end_logits", enc.sequence, t, None);
+            Head::TokenClassification => {
+                let (_, dense) = self.classifier.ok_or_else(missing)?;
+                let logits = dense.lower(g, "logits", enc.sequence, t, None);
+                g.output("logits", logits, vec![b, l, dense.n]);
+            }
+            Head::SequenceClassification => {
+                let (_, dense) = self.classifier.ok_or_else(missing)?;
+                let logits = dense.lower(g, "logits", pooled()?, b, None);
+                g.output("logits", logits, vec![b, dense.n]);
+            }
+            Head::MultipleChoice => {
+                // One score per (example, choice) sequence: [examples, choices].
+                let (_, dense) = self.classifier.ok_or_else(missing)?;
+                let logits = dense.lower(g, "logits", pooled()?, b, None);
+                g.output("logits", logits, vec![s.examples(), s.choices]);
+            }
+            Head::QuestionAnswering => {
+                let qa = self.qa.ok_or_else(missing)?;
+                let s_logits = qa.start.lower(g, "start_logits", enc.sequence, t, None);
+                let e_logits = qa.end.lower(g, "end_logits", enc.sequence, t, None);
                 g.output("start_logits", s_logits, vec![b, l]);
                 g.output("end_logits", e_logits, vec![b, l]);
             }
         }
+        Ok(())
+    }
+}
+
+impl QaOutputs {
+    fn load(qa: &VarBuilder, c: &BertConfig) -> Result<Self> {
+        if c.num_labels() != 2 {
+            return Err(Error::config(
+                "num_labels",
+                format!(
+                    "question answering needs 2 labels (start, end), found {}",
+                    c.num_labels()
+                ),
+            ));
+        }
+        let h = c.hidden_size;
+        let row = |i: usize, name: &str| -> Result<Dense> {
+            let (w, b) = qa.row_of(name, i, 2, h)?;
+            Ok(Dense {
+                w,
+                b: Some(b),
+                k: h,
+                n: 1,
+            })
+        };
+        Ok(QaOutputs {
+            start: row(0, "start")?,
+            end: row(1, "end")?,
+        })
+    }
+}
+
+/// A module that must load (`required`) passes its error on; an optional one that does
+/// not load is left out.
+fn optional<T>(required: bool, loaded: Result<T>) -> Result<Option<T>> {
+    match (loaded, required) {
+        (Ok(m), _) => Ok(Some(m)),
+        (Err(e), true) => Err(e),
+        (Err(_), false) => Ok(None),
     }
 }

@@ -4,7 +4,7 @@
 use super::modules::{Dense, LayerNorm};
 use crate::config::{Activation, BertConfig, PositionEmbeddingType};
 use crate::error::Result;
-use crate::graph::{BufId, Op, PlanBuilder, Relative};
+use crate::graph::{op, BufId, PlanBuilder, Relative};
 use crate::weights::VarBuilder;
 
 /// `attention.self`: the fused Q|K|V projection and the optional relative-distance table.
@@ -110,7 +110,7 @@ impl BertLayer {
         let t = g.shape().tokens();
         let a = &self.attention;
         a.qkv.lower_into(g, x, t, None, s.qkv);
-        g.op(Op::Attention {
+        g.op(op::Attention {
             qkv: s.qkv,
             out: s.context,
             probs,

@@ -12,27 +12,32 @@ pub use heads::{Head, HeadModules};
 
 use std::cell::RefCell;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::backend::{Backend, Device, Dtype, Target};
+use crate::backend::{Backend, Call, Device, Dtype, Target};
 use crate::batch::Batch;
-use crate::cache::KvCache;
+use crate::cache::{CacheLayout, KvCache};
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::graph::{Plan, PlanBuilder, Shape};
 use crate::tensor::Tensor;
 use crate::weights::{ModelSource, ParamStore, VarBuilder, WeightSource};
 
-/// A loaded BERT model with one head, ready to serve concurrent callers
-/// (`Model` is `Send + Sync`; share it with `Arc`).
+/// A loaded BERT model: the encoder and every head whose weights the checkpoint holds,
+/// loaded once and shared by all of them, on one backend. `Model` is `Send + Sync`:
+/// share it with `Arc` and run any of its heads from any thread.
 pub struct Model {
     config: BertConfig,
-    head: Head,
+    /// The default head first, then every other head the weights allow.
+    heads: Vec<Head>,
     params: ParamStore,
     trunk: BertModel,
     modules: HeadModules,
     backend: Box<dyn Backend>,
+    /// Tells this model's caches from other models'.
+    id: u64,
 }
 
 /// Named outputs of one forward call, as transformers names them.
@@ -128,7 +133,9 @@ impl Model {
         Self::from_weights_on(config, ckpt, head, backend)
     }
 
-    /// Builds a model from a parsed config and a weight source onto `backend`.
+    /// Builds a model from a parsed config and a weight source onto `backend`. The
+    /// default head is `head`, else the config's `architectures[0]`; its weights must
+    /// be there. Every other head whose weights are there is loaded too.
     pub fn from_weights_on(
         config: BertConfig,
         ckpt: &dyn WeightSource,
@@ -142,22 +149,30 @@ impl Model {
         };
         let store = RefCell::new(ParamStore::default());
         let root = VarBuilder::new(ckpt, &store);
-        let bert = root.pp("bert");
-        let pooler = match head {
-            Head::Bert => BertModel::has_pooler(&bert),
-            other => HeadModules::needs_pooler(other),
-        };
-        let trunk = BertModel::load(&bert, &config, pooler)?;
+        let trunk = BertModel::load(&root.pp("bert"), &config, head.needs_pooler())?;
         let modules = HeadModules::load(head, &root, &config, &trunk)?;
+        let others = Head::all().filter(|&h| {
+            h != head
+                && modules.has(h)
+                && (!h.needs_pooler() || trunk.has_pooler())
+                && match h {
+                    Head::MaskedLm => !config.is_decoder,
+                    Head::LmHead => config.is_decoder,
+                    _ => true,
+                }
+        });
+        let heads = std::iter::once(head).chain(others).collect();
         let params = store.into_inner();
         backend.prepare(&params)?;
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Model {
             config,
-            head,
+            heads,
             params,
             trunk,
             modules,
             backend,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -166,9 +181,19 @@ impl Model {
         &self.config
     }
 
-    /// The head this model runs.
+    /// The default head (what `forward` runs when the options name none).
     pub fn head(&self) -> Head {
-        self.head
+        self.heads[0]
+    }
+
+    /// Every head this model can run, the default first.
+    pub fn heads(&self) -> &[Head] {
+        &self.heads
+    }
+
+    /// Whether this model can run `head`.
+    pub fn has_head(&self, head: Head) -> bool {
+        self.heads.contains(&head)
     }
 
     /// The loaded parameters.
@@ -186,12 +211,31 @@ impl Model {
         self.backend.dtype()
     }
 
-    /// The plan of ops this model runs for `shape`.
-    pub fn plan(&self, shape: Shape, opts: ForwardOptions) -> Plan {
+    /// The head `opts` names, if this model has it.
+    fn head_of(&self, opts: ForwardOptions) -> Result<Head> {
+        let head = opts.head.unwrap_or(self.heads[0]);
+        match self.has_head(head) {
+            true => Ok(head),
+            false => Err(Error::Unsupported(format!(
+                "this checkpoint has no weights for {head}; its heads: {}",
+                self.heads
+                    .iter()
+                    .map(|h| h.class_name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// The plan of ops this model runs for `shape` with these options.
+    pub fn plan(&self, shape: Shape, opts: ForwardOptions) -> Result<Plan> {
+        let head = self.head_of(opts)?;
         let mut g = PlanBuilder::new(shape);
-        let enc = self.trunk.lower(&mut g, opts);
+        let enc = self
+            .trunk
+            .lower(&mut g, opts, head == Head::Bert || head.needs_pooler());
         self.modules
-            .lower(self.head, &mut g, &enc, self.config.hidden_size);
+            .lower(head, &mut g, &enc, self.config.hidden_size)?;
         for (i, &buf) in enc.hidden_states.iter().enumerate() {
             g.output(
                 format!("hidden_states.{i}"),
@@ -211,7 +255,7 @@ impl Model {
                 ],
             );
         }
-        g.finish()
+        Ok(g.finish())
     }
 
     /// Sets aside the backend's working memory for batches of up to `batch` sequences
@@ -226,23 +270,17 @@ impl Model {
                 "reserve: {batch} x {seq} is not a valid shape for this model"
             )));
         }
-        let plan = self.plan(
-            Shape {
-                batch,
-                seq,
-                past: 0,
-            },
-            opts,
-        );
+        let plan = self.plan(Shape::new(batch, seq), opts)?;
         self.backend.reserve(&plan, &self.params)
     }
 
-    /// Runs the head on a batch.
+    /// Runs a head (the default one unless `opts` names another) on a batch.
     pub fn forward(&self, batch: &Batch, opts: ForwardOptions) -> Result<Outputs> {
         self.run(batch, opts, None)
     }
 
-    /// A key/value cache for incremental decoding of `batch` sequences (decoders only).
+    /// A key/value cache for incremental decoding of `batch` sequences (decoders only),
+    /// with room for `max_position_embeddings` tokens, allocated now.
     pub fn new_cache(&self, batch: usize) -> Result<KvCache> {
         if !self.config.is_decoder {
             return Err(Error::Unsupported(
@@ -253,13 +291,15 @@ impl Model {
             return Err(Error::Input("cache batch size must be positive".into()));
         }
         let c = &self.config;
-        Ok(KvCache::new(
-            c.num_hidden_layers,
+        let layout = CacheLayout {
+            layers: c.num_hidden_layers,
             batch,
-            c.num_attention_heads,
-            c.head_dim(),
-            c.max_position_embeddings,
-        ))
+            heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+            capacity: c.max_position_embeddings,
+        };
+        let state = self.backend.new_cache(&layout)?;
+        Ok(KvCache::new(layout, self.id, state))
     }
 
     /// Runs the next tokens of a decoder, attending over (and extending) `cache`.
@@ -270,6 +310,11 @@ impl Model {
         cache: &mut KvCache,
         opts: ForwardOptions,
     ) -> Result<Outputs> {
+        if cache.owner() != self.id {
+            return Err(Error::Input(
+                "this key/value cache was made by another model".into(),
+            ));
+        }
         if batch.rows() != cache.batch() {
             return Err(Error::Input(format!(
                 "batch of {} sequences for a cache of {}",
@@ -286,10 +331,11 @@ impl Model {
         opts: ForwardOptions,
         cache: Option<&mut KvCache>,
     ) -> Result<Outputs> {
+        let head = self.head_of(opts)?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         batch.validate(&self.config, past)?;
-        if (self.head == Head::MultipleChoice) != batch.choices().is_some() {
-            return Err(Error::Input(match self.head {
+        if (head == Head::MultipleChoice) != batch.choices().is_some() {
+            return Err(Error::Input(match head {
                 Head::MultipleChoice => {
                     "multiple choice needs input_ids shaped [batch][choices][seq]".into()
                 }
@@ -297,24 +343,26 @@ impl Model {
                     .into(),
             }));
         }
-        let shape = Shape {
-            batch: batch.rows(),
-            seq: batch.seq(),
-            past,
+        let opts = ForwardOptions {
+            head: Some(head),
+            ..opts
         };
-        let plan = self.plan(shape, opts);
-        let parts = match cache {
-            Some(_) => 1,
-            None => self.backend.throughput_parts(batch.rows()),
+        let shape = Shape::new(batch.rows(), batch.seq())
+            .with_past(past)
+            .with_choices(batch.choices().unwrap_or(1));
+        let plan = self.plan(shape, opts)?;
+        let planner = |shape: Shape| self.plan(shape, opts);
+        let call = Call {
+            plan: &plan,
+            planner: &planner,
+            params: &self.params,
+            batch,
+            cache,
         };
-        let tensors = match parts {
-            0 | 1 => self.backend.execute(&plan, &self.params, batch, cache)?,
-            _ => self.execute_parts(&plan, batch, opts, parts)?,
-        };
+        let tensors = self.backend.execute(call)?;
         let mut out = Outputs::default();
         for (desc, tensor) in plan.outputs.iter().zip(tensors) {
-            if let Some(i) = desc.name.strip_prefix("hidden_states.") {
-                debug_assert_eq!(i.parse(), Ok(out.hidden_states.len()));
+            if desc.name.starts_with("hidden_states.") {
                 out.hidden_states.push(tensor);
             } else if desc.name.starts_with("attentions.") {
                 out.attentions.push(tensor);
@@ -322,59 +370,6 @@ impl Model {
                 out.tensors.push((desc.name.clone(), tensor));
             }
         }
-        if let (Head::MultipleChoice, Some(choices)) = (self.head, batch.choices()) {
-            for (_, t) in &mut out.tensors {
-                let data = std::mem::take(t).into_data();
-                *t = Tensor::new(vec![data.len() / choices, choices], data)
-                    .ok_or_else(|| Error::Input("multiple-choice logits".into()))?;
-            }
-        }
         Ok(out)
-    }
-
-    /// Throughput mode: `parts` slices of the batch run side by side, each with its own
-    /// plan, and their outputs (all [rows, ...]) are stacked back in order.
-    fn execute_parts(
-        &self,
-        plan: &Plan,
-        batch: &Batch,
-        opts: ForwardOptions,
-        parts: usize,
-    ) -> Result<Vec<Tensor>> {
-        use rayon::prelude::*;
-        let rows = batch.rows();
-        let bounds: Vec<(usize, usize)> = (0..parts)
-            .map(|p| (p * rows / parts, (p + 1) * rows / parts))
-            .filter(|(a, b)| b > a)
-            .collect();
-        let results = bounds
-            .par_iter()
-            .map(|&(a, b)| {
-                let sub = batch.rows_range(a, b);
-                let shape = Shape {
-                    batch: b - a,
-                    seq: batch.seq(),
-                    past: 0,
-                };
-                self.backend
-                    .execute(&self.plan(shape, opts), &self.params, &sub, None)
-            })
-            .collect::<Result<Vec<Vec<Tensor>>>>()?;
-        plan.outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let mut data = Vec::with_capacity(o.shape.iter().product());
-                for part in &results {
-                    let t = part.get(i).ok_or_else(|| {
-                        Error::Unsupported(format!("plan bug: part lacks output {}", o.name))
-                    })?;
-                    data.extend_from_slice(t.data());
-                }
-                Tensor::new(o.shape.clone(), data).ok_or_else(|| {
-                    Error::Unsupported(format!("plan bug: output {} has the wrong size", o.name))
-                })
-            })
-            .collect()
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::config::Activation;
 use crate::error::Result;
-use crate::graph::{BufId, Op, PlanBuilder};
+use crate::graph::{op, BufId, PlanBuilder};
 use crate::weights::{VarBuilder, WeightId};
 
 /// A linear layer `y = x wᵀ + b` with w stored [out, in] (`weight`, `bias`).
@@ -53,7 +53,7 @@ impl Dense {
         act: Option<Activation>,
         out: BufId,
     ) {
-        g.op(Op::Linear {
+        g.op(op::Linear {
             x,
             w: self.w,
             b: self.b,
@@ -99,7 +99,7 @@ impl LayerNorm {
         rows: usize,
         out: BufId,
     ) {
-        g.op(Op::LayerNorm {
+        g.op(op::LayerNorm {
             x,
             residual,
             gamma: self.gamma,

@@ -154,6 +154,7 @@ pub fn check_fixture(
         let opts = ForwardOptions {
             output_hidden_states: reference.flag(case, "output_hidden_states"),
             output_attentions: reference.flag(case, "output_attentions"),
+            ..Default::default()
         };
         let batch = reference.batch(case);
         let out = match model.forward(&batch, opts) {
@@ -380,6 +381,7 @@ pub fn check_random_models(
             let opts = ForwardOptions {
                 output_hidden_states: false,
                 output_attentions: lens.len() > 1,
+                ..Default::default()
             };
             let (want, got) = match (cpu.forward(&b, opts), gpu.forward(&b, opts)) {
                 (Ok(w), Ok(g)) => (w, g),

@@ -10,6 +10,7 @@ pub mod attention;
 pub mod embeddings;
 pub mod fastmath;
 pub mod gemm;
+pub mod kv_cache;
 pub mod layernorm;
 pub mod linear;
 pub mod matmul;
@@ -18,17 +19,18 @@ pub mod profile;
 
 use std::sync::{Arc, Mutex};
 
-use super::{Backend, Device, Dtype};
+use super::{Backend, Call, Device, Dtype};
 use crate::batch::Batch;
-use crate::cache::KvCache;
+use crate::cache::{CacheLayout, CacheState, KvCache};
 use crate::error::{Error, Result};
-use crate::graph::{BufId, Op, Plan};
+use crate::graph::{op, BufId, Op, Plan, Shape};
 use crate::tensor::Tensor;
 use crate::weights::{ParamStore, WeightId};
 
 use aligned::AlignedBuf;
 use attention::{AttnShape, KvSource, RelativeTable};
 use embeddings::EmbeddingTables;
+use kv_cache::HostKv;
 use linear::PackedWeights;
 use packed_linear::linear_dtype;
 use packed_linear::PackedLinear;
@@ -48,6 +50,8 @@ pub struct CpuBackend {
     dtype: Dtype,
     /// Per-op wall time, with `BERTRT_CPU_PROFILE=1`.
     times: OpTimes,
+    /// Calls run in throughput mode.
+    throughput_calls: std::sync::atomic::AtomicUsize,
 }
 
 impl CpuBackend {
@@ -77,6 +81,7 @@ impl CpuBackend {
             packed: PackedWeights::default(),
             dtype,
             times: OpTimes::from_env(),
+            throughput_calls: Default::default(),
         }
     }
 }
@@ -134,34 +139,86 @@ impl Arena {
         );
         buf
     }
+
+    /// The plan's outputs, copied out.
+    fn outputs(&self, plan: &Plan) -> Result<Vec<Tensor>> {
+        plan.outputs
+            .iter()
+            .map(|o| {
+                Tensor::new(o.shape.clone(), self.bufs[o.buf.0].to_vec()).ok_or_else(|| {
+                    Error::Internal(format!("output {} does not fill its shape", o.name))
+                })
+            })
+            .collect()
+    }
 }
 
 /// `BERTRT_CPU_THROUGHPUT=0` keeps large batches whole (for comparisons).
 const THROUGHPUT_ENV: &str = "BERTRT_CPU_THROUGHPUT";
 
-impl Backend for CpuBackend {
-    fn device(&self) -> Device {
-        Device::Cpu
-    }
-
-    /// Throughput mode: with at least two sequences per thread, each thread runs its own
-    /// share of the batch through the whole network, instead of every op being split
-    /// across threads (no per-op synchronisation; each thread's activations stay in its
-    /// own cache).
-    fn throughput_parts(&self, rows: usize) -> usize {
+impl CpuBackend {
+    /// Throughput mode: with at least two examples per thread (and no cache), each
+    /// thread runs its own share of the batch through the whole network, instead of
+    /// every op being split across threads (no per-op synchronisation; each thread's
+    /// activations stay in its own cache). The number of parts, 1 for a whole call.
+    fn parts(&self, shape: Shape, cached: bool) -> usize {
         let threads = rayon::current_num_threads();
         let off = std::env::var(THROUGHPUT_ENV).is_ok_and(|v| v == "0");
-        match threads >= 2 && rows >= 2 * threads && !off {
+        match !cached && !off && threads >= 2 && shape.examples() >= 2 * threads {
             true => threads,
             false => 1,
         }
     }
 
-    fn dtype(&self) -> Dtype {
-        self.dtype
+    /// How many calls ran in throughput mode so far.
+    pub fn throughput_calls(&self) -> usize {
+        self.throughput_calls
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn execute(
+    /// Runs `parts` slices of whole examples side by side, each with its own plan, and
+    /// stacks their outputs (all [examples, ...]) back in order.
+    fn execute_parts(&self, call: &Call<'_>, parts: usize) -> Result<Vec<Tensor>> {
+        use rayon::prelude::*;
+        self.throughput_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let shape = call.plan.shape;
+        let (examples, choices) = (shape.examples(), shape.choices.max(1));
+        let bounds: Vec<(usize, usize)> = (0..parts)
+            .map(|p| (p * examples / parts, (p + 1) * examples / parts))
+            .filter(|(a, b)| b > a)
+            .collect();
+        let results = bounds
+            .par_iter()
+            .map(|&(a, b)| {
+                let part = call.batch.rows_range(a * choices, b * choices);
+                let plan = call
+                    .planner
+                    .plan(Shape::new(part.rows(), shape.seq).with_choices(choices))?;
+                self.run(&plan, call.params, &part, None)
+            })
+            .collect::<Result<Vec<Vec<Tensor>>>>()?;
+        call.plan
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let mut data = Vec::with_capacity(o.shape.iter().product());
+                for part in &results {
+                    let t = part.get(i).ok_or_else(|| {
+                        Error::Internal(format!("a throughput part lacks output {}", o.name))
+                    })?;
+                    data.extend_from_slice(t.data());
+                }
+                Tensor::new(o.shape.clone(), data).ok_or_else(|| {
+                    Error::Internal(format!("throughput parts of {} do not fill it", o.name))
+                })
+            })
+            .collect()
+    }
+
+    /// Runs one plan over the whole batch, every op using every thread.
+    fn run(
         &self,
         plan: &Plan,
         params: &ParamStore,
@@ -173,17 +230,24 @@ impl Backend for CpuBackend {
             Some(kept.swap_remove(i))
         });
         let mut arena = reused.unwrap_or_else(|| Arena::new(plan));
-        if let Some(c) = cache.as_deref_mut() {
-            c.ensure_host();
-        }
         let mask = match cache.as_deref() {
             Some(c) => c.full_mask(batch.attention_mask(), batch.seq()),
             None => batch.attention_mask().to_vec(),
         };
-        let linears = Linears {
-            packed: &self.packed,
-            dtype: self.dtype,
-            activated: activated_buffers(plan),
+        let mut kv = match cache.as_deref_mut() {
+            Some(c) => Some(c.state_mut().get_mut::<HostKv>()?),
+            None => None,
+        };
+        let cx = OpContext {
+            shape: plan.shape,
+            linears: Linears {
+                packed: &self.packed,
+                dtype: self.dtype,
+                activated: activated_buffers(plan),
+            },
+            params,
+            batch,
+            mask: &mask,
         };
         // The ops run on a thread of the rayon pool: their parallel loops then split
         // work with the other workers directly, instead of each loop handing its work
@@ -192,16 +256,7 @@ impl Backend for CpuBackend {
         rayon::scope(|_| {
             for op in &plan.ops {
                 let start = self.times.enabled().then(std::time::Instant::now);
-                run_op(
-                    op,
-                    plan,
-                    &linears,
-                    params,
-                    batch,
-                    &mask,
-                    cache.as_deref_mut(),
-                    &mut arena,
-                )?;
+                run_op(op, &cx, kv.as_deref_mut(), &mut arena)?;
                 if let Some(start) = start {
                     self.times.add(op, start.elapsed());
                 }
@@ -211,18 +266,26 @@ impl Backend for CpuBackend {
         if let Some(c) = cache {
             c.advance(batch.attention_mask(), batch.seq());
         }
-        let outputs = plan
-            .outputs
-            .iter()
-            .map(|o| {
-                let data = arena.bufs[o.buf.0].to_vec();
-                Tensor::new(o.shape.clone(), data).ok_or_else(|| {
-                    Error::Unsupported(format!("plan bug: output {} has the wrong size", o.name))
-                })
-            })
-            .collect();
+        let outputs = arena.outputs(plan);
         arena.keep(&self.arenas);
         outputs
+    }
+}
+
+impl Backend for CpuBackend {
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn execute(&self, call: Call<'_>) -> Result<Vec<Tensor>> {
+        match self.parts(call.plan.shape, call.cache.is_some()) {
+            0 | 1 => self.run(call.plan, call.params, call.batch, call.cache),
+            parts => self.execute_parts(&call, parts),
+        }
     }
 
     /// Packs every linear weight of `plan` (in the precision this plan runs it) and keeps
@@ -234,8 +297,8 @@ impl Backend for CpuBackend {
             activated: activated_buffers(plan),
         };
         for op in &plan.ops {
-            if let Op::Linear { x, w, n, k, .. } = *op {
-                linears.get(params, x, w, n, k)?;
+            if let Op::Linear(l) = op {
+                linears.get(params, l)?;
             }
         }
         let have = self
@@ -246,6 +309,10 @@ impl Backend for CpuBackend {
             Arena::new(plan).keep(&self.arenas);
         }
         Ok(())
+    }
+
+    fn new_cache(&self, layout: &CacheLayout) -> Result<CacheState> {
+        Ok(CacheState::new(HostKv::new(layout)))
     }
 }
 
@@ -267,20 +334,13 @@ struct Linears<'a> {
 }
 
 impl Linears<'_> {
-    /// The packed weight of a linear reading `x`, in the precision it runs in (packed now
-    /// if this is its first use).
-    fn get(
-        &self,
-        params: &ParamStore,
-        x: BufId,
-        weight: WeightId,
-        n: usize,
-        k: usize,
-    ) -> Result<Arc<PackedLinear>> {
-        let dtype = linear_dtype(self.dtype, self.activated[x.0]);
+    /// The packed weight of linear `l`, in the precision it runs in (packed now if this
+    /// is its first use).
+    fn get(&self, params: &ParamStore, l: &op::Linear) -> Result<Arc<PackedLinear>> {
+        let dtype = linear_dtype(self.dtype, self.activated[l.x.0]);
         self.packed
-            .get(weight, params.get(weight), n, k, dtype)
-            .ok_or_else(|| Error::Unsupported(format!("plan bug: linear weight is not [{n}, {k}]")))
+            .get(l.w, params.get(l.w), l.n, l.k, dtype)
+            .ok_or_else(|| Error::Internal(format!("linear weight is not [{}, {}]", l.n, l.k)))
     }
 }
 
@@ -288,9 +348,9 @@ impl Linears<'_> {
 fn activated_buffers(plan: &Plan) -> Vec<bool> {
     let mut activated = vec![false; plan.bufs.len()];
     for op in &plan.ops {
-        if let Op::Linear {
+        if let Op::Linear(op::Linear {
             act: Some(_), out, ..
-        } = *op
+        }) = *op
         {
             activated[out.0] = true;
         }
@@ -298,154 +358,130 @@ fn activated_buffers(plan: &Plan) -> Vec<bool> {
     activated
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_op(
-    op: &Op,
-    plan: &Plan,
-    linears: &Linears,
-    params: &ParamStore,
-    batch: &Batch,
-    mask: &[u8],
-    cache: Option<&mut KvCache>,
-    arena: &mut Arena,
-) -> Result<()> {
-    let w = |id| params.get(id).data();
-    let shape = plan.shape;
-    match *op {
-        Op::Embeddings {
-            word,
-            position,
-            token_type,
-            gamma,
-            beta,
-            eps,
-            out,
-        } => {
-            let mut dst = arena.take(out);
-            let tables = EmbeddingTables {
-                word: w(word),
-                position: position.map(w),
-                token_type: w(token_type),
-                gamma: w(gamma),
-                beta: w(beta),
-                eps,
-            };
-            embeddings::embeddings(
-                &tables,
-                batch.input_ids(),
-                batch.token_type_ids(),
-                shape.seq,
-                shape.past,
-                &mut dst,
-            );
-            arena.put(out, dst);
-        }
-        Op::Linear {
-            x,
-            w: weight,
-            b,
-            act,
-            rows,
-            k,
-            n,
-            out,
-        } => {
-            let mut dst = arena.take(out);
-            let packed = linears.get(params, x, weight, n, k)?;
-            linear::linear(arena.get(x), &packed, b.map(w), act, rows, &mut dst);
-            arena.put(out, dst);
-        }
-        Op::LayerNorm {
-            x,
-            residual,
-            gamma,
-            beta,
-            eps,
-            rows,
-            width,
-            out,
-        } => {
-            let mut dst = arena.take(out);
-            debug_assert_eq!(dst.len(), rows * width);
-            layernorm::layer_norm(
-                arena.get(x),
-                residual.map(|r| arena.get(r)),
-                w(gamma),
-                w(beta),
-                eps,
-                width,
-                &mut dst,
-            );
-            arena.put(out, dst);
-        }
-        Op::Attention {
-            qkv,
-            out,
-            probs,
-            layer,
-            heads,
-            head_dim,
-            causal,
-            relative,
-        } => {
-            let mut dst = arena.take(out);
-            let mut probs_buf = probs.map(|p| arena.take(p));
-            let s = AttnShape {
-                batch: shape.batch,
-                seq: shape.seq,
-                past: shape.past,
-                heads,
-                head_dim,
-                causal,
-            };
-            let relative = relative.map(|r| RelativeTable {
-                kind: r.kind,
-                table: w(r.table),
-                max_positions: r.max_positions,
-            });
-            let qkv_data = arena.get(qkv);
-            match cache {
-                Some(c) => {
-                    c.append(layer, qkv_data, shape.seq);
-                    let kv = KvSource::Cache {
-                        k: &c.keys[layer],
-                        v: &c.values[layer],
-                        capacity: c.capacity,
-                    };
-                    attention::attention(
-                        s,
-                        qkv_data,
-                        kv,
-                        mask,
-                        relative,
-                        &mut dst,
-                        probs_buf.as_deref_mut(),
-                    );
-                }
-                None => attention::attention(
-                    s,
-                    qkv_data,
-                    KvSource::Fused(qkv_data),
-                    mask,
-                    relative,
-                    &mut dst,
-                    probs_buf.as_deref_mut(),
-                ),
-            }
-            arena.put(out, dst);
-            if let (Some(p), Some(buf)) = (probs, probs_buf) {
-                arena.put(p, buf);
-            }
-        }
-        Op::GatherFirst { x, width, out } => {
-            let mut dst = arena.take(out);
-            let src = arena.get(x);
-            for (b, row) in dst.chunks_mut(width).enumerate() {
-                let start = b * shape.seq * width;
-                row.copy_from_slice(&src[start..start + width]);
-            }
-            arena.put(out, dst);
-        }
+/// What every op of one run reads besides the arena.
+struct OpContext<'a> {
+    shape: Shape,
+    linears: Linears<'a>,
+    params: &'a ParamStore,
+    batch: &'a Batch,
+    /// [batch, keys] attention mask (cached positions first).
+    mask: &'a [u8],
+}
+
+impl OpContext<'_> {
+    fn w(&self, id: WeightId) -> &[f32] {
+        self.params.get(id).data()
     }
-    Ok(())
+}
+
+/// Runs one op: its outputs are taken out of the arena, written while the inputs are
+/// read from it, and put back.
+fn run_op(op: &Op, cx: &OpContext, kv: Option<&mut HostKv>, arena: &mut Arena) -> Result<()> {
+    let mut outputs = op.outputs();
+    let (first, second) = (outputs.next(), outputs.next());
+    let first = first.ok_or_else(|| Error::Internal(format!("{} writes nothing", op.name())))?;
+    let mut dst = arena.take(first);
+    let mut extra = second.map(|b| arena.take(b));
+    let result = match op {
+        Op::Embeddings(e) => {
+            embeddings_op(e, cx, &mut dst);
+            Ok(())
+        }
+        Op::Linear(l) => cx.linears.get(cx.params, l).map(|packed| {
+            linear::linear(
+                arena.get(l.x),
+                &packed,
+                l.b.map(|b| cx.w(b)),
+                l.act,
+                l.rows,
+                &mut dst,
+            )
+        }),
+        Op::LayerNorm(n) => {
+            debug_assert_eq!(dst.len(), n.rows * n.width);
+            layernorm::layer_norm(
+                arena.get(n.x),
+                n.residual.map(|r| arena.get(r)),
+                cx.w(n.gamma),
+                cx.w(n.beta),
+                n.eps,
+                n.width,
+                &mut dst,
+            );
+            Ok(())
+        }
+        Op::Attention(a) => {
+            attention_op(a, cx, kv, arena.get(a.qkv), &mut dst, extra.as_deref_mut());
+            Ok(())
+        }
+        Op::GatherFirst(g) => {
+            let src = arena.get(g.x);
+            for (b, row) in dst.chunks_mut(g.width).enumerate() {
+                let start = b * cx.shape.seq * g.width;
+                row.copy_from_slice(&src[start..start + g.width]);
+            }
+            Ok(())
+        }
+    };
+    arena.put(first, dst);
+    if let (Some(b), Some(buf)) = (second, extra) {
+        arena.put(b, buf);
+    }
+    result
+}
+
+fn embeddings_op(e: &op::Embeddings, cx: &OpContext, dst: &mut [f32]) {
+    let tables = EmbeddingTables {
+        word: cx.w(e.word),
+        position: e.position.map(|p| cx.w(p)),
+        token_type: cx.w(e.token_type),
+        gamma: cx.w(e.gamma),
+        beta: cx.w(e.beta),
+        eps: e.eps,
+    };
+    embeddings::embeddings(
+        &tables,
+        cx.batch.input_ids(),
+        cx.batch.token_type_ids(),
+        cx.shape.seq,
+        cx.shape.past,
+        dst,
+    );
+}
+
+fn attention_op(
+    a: &op::Attention,
+    cx: &OpContext,
+    kv: Option<&mut HostKv>,
+    qkv: &[f32],
+    dst: &mut [f32],
+    probs: Option<&mut [f32]>,
+) {
+    let shape = cx.shape;
+    let s = AttnShape {
+        batch: shape.batch,
+        seq: shape.seq,
+        past: shape.past,
+        heads: a.heads,
+        head_dim: a.head_dim,
+        causal: a.causal,
+    };
+    let relative = a.relative.map(|r| RelativeTable {
+        kind: r.kind,
+        table: cx.w(r.table),
+        max_positions: r.max_positions,
+    });
+    match kv {
+        Some(kv) => {
+            kv.append(a.layer, qkv, shape.seq, shape.past);
+            let (k, v) = kv.layer(a.layer);
+            let source = KvSource::Cache {
+                k,
+                v,
+                capacity: kv.layout().capacity,
+            };
+            attention::attention(s, qkv, source, cx.mask, relative, dst, probs);
+        }
+        None => attention::attention(s, qkv, KvSource::Fused(qkv), cx.mask, relative, dst, probs),
+    }
 }

@@ -31,7 +31,7 @@ impl OpTimes {
     pub fn add(&self, op: &Op, took: Duration) {
         let Some(times) = &self.0 else { return };
         if let Ok(mut times) = times.lock() {
-            let entry = times.entry(label(op)).or_default();
+            let entry = times.entry(op.to_string()).or_default();
             entry.0 += took;
             entry.1 += 1;
         }
@@ -70,45 +70,26 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// An op's kind and the sizes that matter for its speed.
-fn label(op: &Op) -> String {
-    match op {
-        Op::Embeddings { .. } => "embeddings".into(),
-        Op::Linear { k, n, act, .. } => match act {
-            Some(a) => format!("linear {k}->{n} + {a:?}"),
-            None => format!("linear {k}->{n}"),
-        },
-        Op::LayerNorm {
-            residual, width, ..
-        } => match residual {
-            Some(_) => format!("residual + layer norm {width}"),
-            None => format!("layer norm {width}"),
-        },
-        Op::Attention {
-            heads, head_dim, ..
-        } => format!("attention {heads}x{head_dim}"),
-        Op::GatherFirst { .. } => "gather first".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::BufId;
+    use crate::graph::{op, BufId};
     use crate::weights::WeightId;
 
     #[test]
     fn sums_per_label_slowest_first() {
         let times = OpTimes(Some(Mutex::default()));
-        let linear = |n| Op::Linear {
-            x: BufId(0),
-            w: WeightId(0),
-            b: None,
-            act: None,
-            rows: 1,
-            k: 4,
-            n,
-            out: BufId(1),
+        let linear = |n| {
+            Op::Linear(op::Linear {
+                x: BufId(0),
+                w: WeightId(0),
+                b: None,
+                act: None,
+                rows: 1,
+                k: 4,
+                n,
+                out: BufId(1),
+            })
         };
         times.add(&linear(8), Duration::from_millis(1));
         times.add(&linear(8), Duration::from_millis(2));

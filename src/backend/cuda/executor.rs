@@ -18,12 +18,11 @@ use super::gpu::{DevPtr, Gemm, Gpu};
 use super::launch::{self, act_code, AttnPath, BIAS_ACT_MAX_BLOCKS};
 use super::lower::{lower, Kind, Lowered, Step};
 use super::tokens::Tokens;
-use crate::backend::{Backend, Device, Dtype};
-use crate::batch::Batch;
-use crate::cache::{DeviceState, KvCache};
+use crate::backend::{Backend, Call, Device, Dtype};
+use crate::cache::{CacheLayout, CacheState, KvCache};
 use crate::config::PositionEmbeddingType;
 use crate::error::{Error, Result};
-use crate::graph::{BufId, Plan};
+use crate::graph::{op, BufId, Plan};
 use crate::tensor::Tensor;
 use crate::weights::{ParamStore, WeightId};
 
@@ -122,9 +121,7 @@ impl Layout {
             .steps
             .iter()
             .map(|(_, st)| match st {
-                Step::Attention {
-                    heads, head_dim, ..
-                } => tokens * heads * head_dim,
+                Step::Attention { attention: a, .. } => tokens * a.heads * a.head_dim,
                 _ => 0,
             })
             .max()
@@ -299,28 +296,17 @@ impl<G: Gpu> GpuBackend<G> {
         })
     }
 
-    /// The cache's device storage, made on first use.
+    /// The device storage of a cache this backend made: its address, elements per
+    /// layer and capacity.
     fn cache_storage(&self, c: &mut KvCache) -> Result<(DevPtr, usize, usize)> {
-        let per_layer = c.batch * c.heads * c.capacity * c.head_dim;
-        if c.device.is_none() {
-            let mem = self
-                .gpu
-                .alloc(2 * c.layers * per_layer * self.dtype.size())?;
-            c.device = Some(DeviceState(Box::new(CacheMem::<G> {
-                mem,
-                per_layer,
-                dtype: self.dtype,
-            })));
+        let layout = c.layout();
+        let stored = c.state_mut().get_mut::<CacheMem<G>>()?;
+        if stored.dtype != self.dtype || stored.per_layer != layout.per_layer() {
+            return Err(Error::Internal(
+                "a key/value cache does not match its backend".into(),
+            ));
         }
-        let stored = c
-            .device
-            .as_ref()
-            .and_then(|d| d.0.downcast_ref::<CacheMem<G>>())
-            .filter(|m| m.dtype == self.dtype && m.per_layer == per_layer)
-            .ok_or_else(|| {
-                Error::Input("this key/value cache belongs to another model or device".into())
-            })?;
-        Ok((G::address(&stored.mem), per_layer, c.capacity))
+        Ok((G::address(&stored.mem), stored.per_layer, layout.capacity))
     }
 
     /// Runs every step, naming the failing op in debug mode.
@@ -332,8 +318,9 @@ impl<G: Gpu> GpuBackend<G> {
                 false => Ok(()),
             });
             r.map_err(|e| {
-                let out = step_output(step).map_or("", |b| plan.bufs[b.0].name.as_str());
-                Error::Cuda(format!("op {op} ({}, {out}): {e}", step_name(step)))
+                let out = plan.ops[*op].output();
+                let out = plan.bufs[out.0].name.as_str();
+                Error::Cuda(format!("op {op} ({}, {out}): {e}", step.name()))
             })?;
         }
         Ok(())
@@ -346,105 +333,72 @@ impl<G: Gpu> GpuBackend<G> {
         // the weight allocation (each tensor whole) and the inputs region holding `rows`
         // ids/types/positions, batch + 1 offsets and a [batch, keys] mask.
         match *step {
-            Step::Embeddings {
-                word,
-                position,
-                token_type,
-                gamma,
-                beta,
-                eps,
-                hidden,
-                out,
-            } => {
+            Step::Embeddings(e) => {
                 let a = EmbeddingsArgs {
                     ids: cx.at(cx.layout.ids),
                     type_ids: cx.at(cx.layout.type_ids),
                     positions: cx.at(cx.layout.positions),
-                    word: cx.w(word),
-                    position: cx.opt_w(position),
-                    token_type: cx.w(token_type),
-                    gamma: cx.w(gamma),
-                    beta: cx.w(beta),
-                    out: cx.buf(out),
+                    word: cx.w(e.word),
+                    position: cx.opt_w(e.position),
+                    token_type: cx.w(e.token_type),
+                    gamma: cx.w(e.gamma),
+                    beta: cx.w(e.beta),
+                    out: cx.buf(e.out),
                     tokens: t.rows as i32,
-                    hidden: hidden as i32,
-                    eps,
+                    hidden: e.hidden as i32,
+                    eps: e.eps,
                 };
                 unsafe { launch::embeddings(gpu, dt, &a) }
             }
-            Step::Gemm {
-                x,
-                w,
-                kind,
-                k,
-                n,
-                out,
-            } => {
+            Step::Gemm { linear: l, kind } => {
                 let g = Gemm {
                     m: cx.rows(kind),
-                    n,
-                    k,
-                    x: cx.buf(x),
-                    w: cx.w(w),
-                    out: cx.buf(out),
+                    n: l.n,
+                    k: l.k,
+                    x: cx.buf(l.x),
+                    w: cx.w(l.w),
+                    out: cx.buf(l.out),
                     dtype: dt,
                 };
                 unsafe { gpu.gemm(&g) }
             }
-            Step::BiasAct {
-                buf,
-                b,
-                act,
-                kind,
-                n,
-            } => {
+            Step::BiasAct { linear: l, kind } => {
                 let a = BiasActArgs {
-                    x: cx.buf(buf),
-                    bias: cx.opt_w(b),
-                    out: cx.buf(buf),
+                    x: cx.buf(l.out),
+                    bias: cx.opt_w(l.b),
+                    out: cx.buf(l.out),
                     rows: cx.rows(kind) as i32,
-                    n: n as i32,
-                    act: act_code(act),
+                    n: l.n as i32,
+                    act: act_code(l.act),
                 };
                 unsafe { launch::bias_act(gpu, dt, &a, BIAS_ACT_MAX_BLOCKS) }
             }
-            Step::LayerNorm {
-                x,
-                bias,
-                act,
-                residual,
-                gamma,
-                beta,
-                eps,
-                kind,
-                width,
-                out,
-            } => {
+            Step::LayerNorm { norm, fused, kind } => {
                 let a = LayerNormArgs {
-                    x: cx.buf(x),
-                    bias: cx.opt_w(bias),
-                    residual: residual.map_or(0, |r| cx.buf(r)),
-                    gamma: cx.w(gamma),
-                    beta: cx.w(beta),
-                    out: cx.buf(out),
+                    x: cx.buf(norm.x),
+                    bias: cx.opt_w(fused.bias),
+                    residual: norm.residual.map_or(0, |r| cx.buf(r)),
+                    gamma: cx.w(norm.gamma),
+                    beta: cx.w(norm.beta),
+                    out: cx.buf(norm.out),
                     rows: cx.rows(kind) as i32,
-                    width: width as i32,
-                    act: act_code(act),
-                    eps,
+                    width: norm.width as i32,
+                    act: act_code(fused.act),
+                    eps: norm.eps,
                 };
                 unsafe { launch::layernorm(gpu, dt, &a) }
             }
-            Step::Attention {
-                qkv,
-                bias,
-                out,
-                probs,
-                layer,
-                heads,
-                head_dim,
-                causal,
-                relative,
-            } => {
+            Step::Attention { attention, bias } => {
+                let op::Attention {
+                    qkv,
+                    out,
+                    probs,
+                    layer,
+                    heads,
+                    head_dim,
+                    causal,
+                    relative,
+                } = attention;
                 let layout = HeadLayout {
                     cu_seqlens: cx.at(cx.layout.cu_seqlens),
                     heads: heads as i32,
@@ -503,14 +457,14 @@ impl<G: Gpu> GpuBackend<G> {
                 };
                 unsafe { launch::attention(gpu, dt, &a, t.batch, AttnPath::Auto) }.map(|_| ())
             }
-            Step::Gather { x, width, out } => {
+            Step::Gather(g) => {
                 let a = GatherClsArgs {
-                    x: cx.buf(x),
+                    x: cx.buf(g.x),
                     cu_seqlens: cx.at(cx.layout.cu_seqlens),
                     bias: 0,
-                    out: cx.buf(out),
+                    out: cx.buf(g.out),
                     batch: t.batch as i32,
-                    width: width as i32,
+                    width: g.width as i32,
                     act: 0,
                 };
                 unsafe { launch::gather_cls(gpu, dt, &a) }
@@ -557,28 +511,6 @@ impl<G: Gpu> GpuBackend<G> {
     }
 }
 
-fn step_name(step: &Step) -> &'static str {
-    match step {
-        Step::Embeddings { .. } => "embeddings",
-        Step::Gemm { .. } => "gemm",
-        Step::BiasAct { .. } => "bias_act",
-        Step::LayerNorm { .. } => "layernorm",
-        Step::Attention { .. } => "attention",
-        Step::Gather { .. } => "gather_cls",
-    }
-}
-
-fn step_output(step: &Step) -> Option<BufId> {
-    match *step {
-        Step::Embeddings { out, .. }
-        | Step::Gemm { out, .. }
-        | Step::LayerNorm { out, .. }
-        | Step::Attention { out, .. }
-        | Step::Gather { out, .. } => Some(out),
-        Step::BiasAct { buf, .. } => Some(buf),
-    }
-}
-
 impl<G: Gpu> Backend for GpuBackend<G> {
     fn device(&self) -> Device {
         self.device
@@ -604,13 +536,29 @@ impl<G: Gpu> Backend for GpuBackend<G> {
         Ok(())
     }
 
-    fn execute(
-        &self,
-        plan: &Plan,
-        params: &ParamStore,
-        batch: &Batch,
-        mut cache: Option<&mut KvCache>,
-    ) -> Result<Vec<Tensor>> {
+    fn new_cache(&self, layout: &CacheLayout) -> Result<CacheState> {
+        if matches!(self.dtype, Dtype::Bf16 | Dtype::Int8) {
+            return Err(unsupported(self.dtype));
+        }
+        let per_layer = layout.per_layer();
+        let mem = self
+            .gpu
+            .alloc(2 * layout.layers * per_layer * self.dtype.size())?;
+        Ok(CacheState::new(CacheMem::<G> {
+            mem,
+            per_layer,
+            dtype: self.dtype,
+        }))
+    }
+
+    fn execute(&self, call: Call<'_>) -> Result<Vec<Tensor>> {
+        let Call {
+            plan,
+            params,
+            batch,
+            mut cache,
+            ..
+        } = call;
         let low = lower(plan)?;
         let mut st = self.lock()?;
         if st

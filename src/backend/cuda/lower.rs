@@ -5,7 +5,7 @@
 
 use crate::config::Activation;
 use crate::error::{Error, Result};
-use crate::graph::{BufId, Op, Plan, Relative};
+use crate::graph::{op, BufId, Op, Plan};
 use crate::weights::WeightId;
 
 /// What the rows of a buffer are.
@@ -19,64 +19,50 @@ pub(super) enum Kind {
     Probs,
 }
 
-/// One GPU step.
-#[derive(Debug, Clone)]
+/// The bias and activation of a dense layer, applied by the kernel that reads its
+/// output.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Epilogue {
+    pub bias: Option<WeightId>,
+    pub act: Option<Activation>,
+}
+
+/// One GPU step: a plan op, with what lowering decided about it.
+#[derive(Debug, Clone, Copy)]
 pub(super) enum Step {
     /// Embedding gathers + LayerNorm.
-    Embeddings {
-        word: WeightId,
-        position: Option<WeightId>,
-        token_type: WeightId,
-        gamma: WeightId,
-        beta: WeightId,
-        eps: f32,
-        hidden: usize,
-        out: BufId,
-    },
-    /// out = x · wᵀ (no bias).
-    Gemm {
-        x: BufId,
-        w: WeightId,
-        kind: Kind,
-        k: usize,
-        n: usize,
-        out: BufId,
-    },
-    /// buf = act(buf + b), in place.
-    BiasAct {
-        buf: BufId,
-        b: Option<WeightId>,
-        act: Option<Activation>,
-        kind: Kind,
-        n: usize,
-    },
+    Embeddings(op::Embeddings),
+    /// out = x · wᵀ of a dense layer (its bias and activation come later).
+    Gemm { linear: op::Linear, kind: Kind },
+    /// The dense layer's out = act(out + b), in place, when no later kernel takes them.
+    BiasAct { linear: op::Linear, kind: Kind },
     /// out = LayerNorm(act(x + bias) + residual).
     LayerNorm {
-        x: BufId,
-        bias: Option<WeightId>,
-        act: Option<Activation>,
-        residual: Option<BufId>,
-        gamma: WeightId,
-        beta: WeightId,
-        eps: f32,
+        norm: op::LayerNorm,
+        fused: Epilogue,
         kind: Kind,
-        width: usize,
-        out: BufId,
     },
     /// QKV bias + head split, then fused attention.
     Attention {
-        qkv: BufId,
+        attention: op::Attention,
         bias: Option<WeightId>,
-        out: BufId,
-        probs: Option<BufId>,
-        layer: usize,
-        heads: usize,
-        head_dim: usize,
-        causal: bool,
-        relative: Option<Relative>,
     },
     /// Each sequence's first row.
-    Gather { x: BufId, width: usize, out: BufId },
+    Gather(op::GatherFirst),
+}
+
+impl Step {
+    /// The kernel family, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Embeddings(_) => "embeddings",
+            Step::Gemm { .. } => "gemm",
+            Step::BiasAct { .. } => "bias_act",
+            Step::LayerNorm { .. } => "layernorm",
+            Step::Attention { .. } => "attention",
+            Step::Gather(_) => "gather_cls",
+        }
+    }
 }
 
 /// A lowered plan: steps (each with the index of the plan op it came from, for error
@@ -87,16 +73,18 @@ pub(super) struct Lowered {
     pub kinds: Vec<Kind>,
 }
 
-/// How the next op consumes a dense layer's output, when it can absorb bias and
-/// activation.
-enum Consumer {
-    LayerNorm,
-    Attention,
-    None,
+fn plan_bug(msg: String) -> Error {
+    Error::Internal(format!("CUDA lowering: {msg}"))
 }
 
-fn plan_bug(msg: String) -> Error {
-    Error::Unsupported(format!("plan bug (CUDA lowering): {msg}"))
+/// Whether the op after a dense layer takes its bias (and activation): a LayerNorm
+/// reading it, or attention reading it as Q|K|V (bias only).
+fn absorbs(next: Option<&Op>, linear: &op::Linear) -> bool {
+    match next {
+        Some(Op::LayerNorm(n)) => n.x == linear.out,
+        Some(Op::Attention(a)) => a.qkv == linear.out && linear.act.is_none(),
+        _ => false,
+    }
 }
 
 pub(super) fn lower(plan: &Plan) -> Result<Lowered> {
@@ -106,159 +94,71 @@ pub(super) fn lower(plan: &Plan) -> Result<Lowered> {
         kinds[b.0].ok_or_else(|| plan_bug(format!("buffer {} read before written", b.0)))
     };
     let mut steps = Vec::with_capacity(plan.ops.len() * 2);
-    // (bias, act) a dense layer left for the op reading its output.
-    let mut pending: Vec<Option<(Option<WeightId>, Option<Activation>)>> =
-        vec![None; plan.bufs.len()];
+    // The epilogue a dense layer left for the op reading its output.
+    let mut pending: Vec<Option<Epilogue>> = vec![None; plan.bufs.len()];
     for (i, op) in plan.ops.iter().enumerate() {
-        match op.clone() {
-            Op::Embeddings {
-                word,
-                position,
-                token_type,
-                gamma,
-                beta,
-                eps,
-                out,
-            } => {
-                kinds[out.0] = Some(Kind::Tokens);
-                let hidden = plan.bufs[out.0].len / plan.shape.tokens().max(1);
-                steps.push((
-                    i,
-                    Step::Embeddings {
-                        word,
-                        position,
-                        token_type,
-                        gamma,
-                        beta,
-                        eps,
-                        hidden,
-                        out,
-                    },
-                ));
+        // Every input has rows of one kind; the outputs take it.
+        let mut kind = None;
+        for b in op.inputs() {
+            let k = kind_of(&kinds, b)?;
+            if kind.is_some_and(|seen| seen != k) {
+                return Err(plan_bug(format!(
+                    "op {i} ({op}): inputs with different rows"
+                )));
             }
-            Op::Linear {
-                x,
-                w,
-                b,
-                act,
-                k,
-                n,
-                out,
-                ..
-            } => {
-                let kind = kind_of(&kinds, x)?;
-                kinds[out.0] = Some(kind);
-                steps.push((
-                    i,
-                    Step::Gemm {
-                        x,
-                        w,
-                        kind,
-                        k,
-                        n,
-                        out,
-                    },
-                ));
-                let consumer = match plan.ops.get(i + 1) {
-                    _ if readers[i] != 1 => Consumer::None,
-                    Some(Op::LayerNorm { x: lx, .. }) if *lx == out => Consumer::LayerNorm,
-                    Some(Op::Attention { qkv, .. }) if *qkv == out && act.is_none() => {
-                        Consumer::Attention
-                    }
-                    _ => Consumer::None,
+            kind = Some(k);
+        }
+        let step = match *op {
+            Op::Embeddings(e) => {
+                kinds[e.out.0] = Some(Kind::Tokens);
+                Step::Embeddings(e)
+            }
+            Op::Linear(linear) => {
+                let kind = kind.ok_or_else(|| plan_bug(format!("op {i}: no input")))?;
+                kinds[linear.out.0] = Some(kind);
+                steps.push((i, Step::Gemm { linear, kind }));
+                let epilogue = Epilogue {
+                    bias: linear.b,
+                    act: linear.act,
                 };
-                match consumer {
-                    Consumer::LayerNorm | Consumer::Attention => pending[out.0] = Some((b, act)),
-                    Consumer::None if b.is_some() || act.is_some() => steps.push((
-                        i,
-                        Step::BiasAct {
-                            buf: out,
-                            b,
-                            act,
-                            kind,
-                            n,
-                        },
-                    )),
-                    Consumer::None => {}
+                if readers[i] == 1 && absorbs(plan.ops.get(i + 1), &linear) {
+                    pending[linear.out.0] = Some(epilogue);
+                } else if linear.b.is_some() || linear.act.is_some() {
+                    steps.push((i, Step::BiasAct { linear, kind }));
+                }
+                continue;
+            }
+            Op::LayerNorm(norm) => {
+                let kind = kind.ok_or_else(|| plan_bug(format!("op {i}: no input")))?;
+                kinds[norm.out.0] = Some(kind);
+                Step::LayerNorm {
+                    norm,
+                    fused: pending[norm.x.0].take().unwrap_or_default(),
+                    kind,
                 }
             }
-            Op::LayerNorm {
-                x,
-                residual,
-                gamma,
-                beta,
-                eps,
-                width,
-                out,
-                ..
-            } => {
-                let kind = kind_of(&kinds, x)?;
-                if let Some(r) = residual {
-                    if kind_of(&kinds, r)? != kind {
-                        return Err(plan_bug(format!("op {i}: residual rows differ from x")));
-                    }
-                }
-                kinds[out.0] = Some(kind);
-                let (bias, act) = pending[x.0].take().unwrap_or((None, None));
-                steps.push((
-                    i,
-                    Step::LayerNorm {
-                        x,
-                        bias,
-                        act,
-                        residual,
-                        gamma,
-                        beta,
-                        eps,
-                        kind,
-                        width,
-                        out,
-                    },
-                ));
-            }
-            Op::Attention {
-                qkv,
-                out,
-                probs,
-                layer,
-                heads,
-                head_dim,
-                causal,
-                relative,
-            } => {
-                if kind_of(&kinds, qkv)? != Kind::Tokens {
+            Op::Attention(attention) => {
+                if kind != Some(Kind::Tokens) {
                     return Err(plan_bug(format!(
                         "op {i}: attention over per-sequence rows"
                     )));
                 }
-                kinds[out.0] = Some(Kind::Tokens);
-                if let Some(p) = probs {
+                kinds[attention.out.0] = Some(Kind::Tokens);
+                if let Some(p) = attention.probs {
                     kinds[p.0] = Some(Kind::Probs);
                 }
-                let bias = pending[qkv.0].take().and_then(|(b, _)| b);
-                steps.push((
-                    i,
-                    Step::Attention {
-                        qkv,
-                        bias,
-                        out,
-                        probs,
-                        layer,
-                        heads,
-                        head_dim,
-                        causal,
-                        relative,
-                    },
-                ));
+                let bias = pending[attention.qkv.0].take().and_then(|e| e.bias);
+                Step::Attention { attention, bias }
             }
-            Op::GatherFirst { x, width, out } => {
-                if kind_of(&kinds, x)? != Kind::Tokens {
+            Op::GatherFirst(gather) => {
+                if kind != Some(Kind::Tokens) {
                     return Err(plan_bug(format!("op {i}: gather from per-sequence rows")));
                 }
-                kinds[out.0] = Some(Kind::Batch);
-                steps.push((i, Step::Gather { x, width, out }));
+                kinds[gather.out.0] = Some(Kind::Batch);
+                Step::Gather(gather)
             }
-        }
+        };
+        steps.push((i, step));
     }
     let kinds = kinds
         .into_iter()
@@ -268,55 +168,28 @@ pub(super) fn lower(plan: &Plan) -> Result<Lowered> {
     Ok(Lowered { steps, kinds })
 }
 
-/// For every op, how many times the value it writes into its first output is read: by
+/// For every op, how many times the value it writes into its main output is read: by
 /// later ops until one overwrites that buffer (scratch buffers are shared by layers), or
 /// by the plan's outputs if none does. One forward pass, no allocation per op.
 fn value_readers(plan: &Plan) -> Vec<usize> {
     let mut reads = vec![0usize; plan.ops.len()];
-    // The op whose first output a buffer currently holds.
+    // The op whose main output a buffer currently holds.
     let mut writer: Vec<Option<usize>> = vec![None; plan.bufs.len()];
     let mut count = |writer: &[Option<usize>], b: BufId| {
         if let Some(w) = writer[b.0] {
-            if first_output(&plan.ops[w]) == b {
+            if plan.ops[w].output() == b {
                 reads[w] += 1;
             }
         }
     };
     for (i, op) in plan.ops.iter().enumerate() {
-        let (x, residual) = inputs(op);
-        x.into_iter()
-            .chain(residual)
-            .for_each(|b| count(&writer, b));
-        writer[first_output(op).0] = Some(i);
-        if let Op::Attention { probs: Some(p), .. } = op {
-            writer[p.0] = Some(i);
-        }
+        op.inputs().for_each(|b| count(&writer, b));
+        op.outputs().for_each(|b| writer[b.0] = Some(i));
     }
     for o in &plan.outputs {
         count(&writer, o.buf);
     }
     reads
-}
-
-/// The buffer an op writes (attention also writes its optional probabilities).
-fn first_output(op: &Op) -> BufId {
-    match op {
-        Op::Embeddings { out, .. }
-        | Op::Linear { out, .. }
-        | Op::LayerNorm { out, .. }
-        | Op::Attention { out, .. }
-        | Op::GatherFirst { out, .. } => *out,
-    }
-}
-
-/// The buffers an op reads: its main input and, for LayerNorm, the residual.
-fn inputs(op: &Op) -> (Option<BufId>, Option<BufId>) {
-    match op {
-        Op::Embeddings { .. } => (None, None),
-        Op::Linear { x, .. } | Op::GatherFirst { x, .. } => (Some(*x), None),
-        Op::LayerNorm { x, residual, .. } => (Some(*x), *residual),
-        Op::Attention { qkv, .. } => (Some(*qkv), None),
-    }
 }
 
 #[cfg(test)]
@@ -333,12 +206,9 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_base_tiny");
         let model = Model::load(&dir, None, Device::Cpu).expect("fixture");
         let layers = model.config().num_hidden_layers;
-        let shape = Shape {
-            batch: 2,
-            seq: 5,
-            past: 0,
-        };
-        let low = lower(&model.plan(shape, ForwardOptions::default())).expect("lowers");
+        let shape = Shape::new(2, 5);
+        let plan = model.plan(shape, ForwardOptions::default()).expect("plan");
+        let low = lower(&plan).expect("lowers");
         let count = |f: fn(&Step) -> bool| low.steps.iter().filter(|(_, s)| f(s)).count();
         assert_eq!(count(|s| matches!(s, Step::Gemm { .. })), 4 * layers + 1);
         assert_eq!(count(|s| matches!(s, Step::BiasAct { .. })), layers + 1);
@@ -346,8 +216,11 @@ mod tests {
             count(|s| matches!(
                 s,
                 Step::LayerNorm {
-                    bias: Some(_),
-                    residual: Some(_),
+                    fused: Epilogue { bias: Some(_), .. },
+                    norm: op::LayerNorm {
+                        residual: Some(_),
+                        ..
+                    },
                     ..
                 }
             )),

@@ -154,11 +154,7 @@ mod tests {
     use super::*;
 
     fn shape(batch: usize, seq: usize) -> Shape {
-        Shape {
-            batch,
-            seq,
-            past: 0,
-        }
+        Shape::new(batch, seq)
     }
 
     #[test]
