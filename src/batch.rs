@@ -72,9 +72,20 @@ impl Batch {
                 input_ids[b].len()
             )));
         }
-        let mut batch = Batch::new(input_ids.into_iter().flatten().collect())?;
-        batch.choices = Some(choices);
-        Ok(batch)
+        Batch::new(input_ids.into_iter().flatten().collect())?.with_choices(choices)
+    }
+
+    /// Groups consecutive rows `choices` to an example (multiple choice: row
+    /// e * choices + c is choice c of example e).
+    pub fn with_choices(mut self, choices: usize) -> Result<Self> {
+        if choices == 0 || !self.rows.is_multiple_of(choices) {
+            return Err(Error::Input(format!(
+                "{} sequences do not form examples of {choices} choices",
+                self.rows
+            )));
+        }
+        self.choices = Some(choices);
+        Ok(self)
     }
 
     /// Sets the attention mask (1 = attend, 0 = padding), one row per sequence.

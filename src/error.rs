@@ -78,6 +78,45 @@ pub enum Error {
     Fetch(String),
 }
 
+/// A copy of the error, of the same kind and message (an I/O error's source is rebuilt
+/// from its kind and text), so that one failure can answer several requests.
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        match self {
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Config { field, message } => Error::Config {
+                field: field.clone(),
+                message: message.clone(),
+            },
+            Error::Checkpoint { path, message } => Error::Checkpoint {
+                path: path.clone(),
+                message: message.clone(),
+            },
+            Error::MissingTensor { name, tried } => Error::MissingTensor {
+                name: name.clone(),
+                tried: tried.clone(),
+            },
+            Error::TensorShape {
+                name,
+                expected,
+                found,
+            } => Error::TensorShape {
+                name: name.clone(),
+                expected: expected.clone(),
+                found: found.clone(),
+            },
+            Error::Input(m) => Error::Input(m.clone()),
+            Error::Unsupported(m) => Error::Unsupported(m.clone()),
+            Error::Internal(m) => Error::Internal(m.clone()),
+            Error::Cuda(m) => Error::Cuda(m.clone()),
+            Error::Fetch(m) => Error::Fetch(m.clone()),
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

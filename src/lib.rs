@@ -25,6 +25,7 @@ pub mod convert;
 pub mod error;
 pub mod fetch;
 pub mod graph;
+pub mod lines;
 pub mod model;
 pub mod pipelines;
 pub mod raw;

@@ -5,9 +5,11 @@
 //! [`Outputs`](crate::Outputs) object, or `{"error": "..."}`.
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
+use crate::lines::{Answer, Answerer};
 use crate::model::{ForwardOptions, Head, Model};
 
 /// Ids as sent: rows of a batch, or [batch][choices][seq] for multiple choice.
@@ -41,10 +43,10 @@ fn rows(name: &str, ids: Ids, choices: bool) -> Result<Vec<Vec<i64>>> {
     }
 }
 
-/// Parses one request line into a batch for `head`.
-pub fn parse_request(line: &str, head: Head) -> Result<Batch> {
-    let request: Request = serde_json::from_str(line)
-        .map_err(|e| Error::Input(format!("invalid request JSON: {e}")))?;
+/// Parses one request into a batch for `head`.
+pub fn parse_request(request: &Value, head: Head) -> Result<Batch> {
+    let request =
+        Request::deserialize(request).map_err(|e| Error::Input(format!("invalid request: {e}")))?;
     let choices = head == Head::MultipleChoice;
     let mut batch = match request.input_ids {
         Ids::Choices(c) if choices => Batch::multiple_choice(c)?,
@@ -59,22 +61,27 @@ pub fn parse_request(line: &str, head: Head) -> Result<Batch> {
     Ok(batch)
 }
 
-/// Answers one request line with one JSON line (no newline): the outputs object, or
-/// `{"error": ...}`. The bool says whether it succeeded.
-pub fn answer(model: &Model, line: &str, opts: ForwardOptions) -> (String, bool) {
-    let result = parse_request(line, model.head())
-        .and_then(|batch| model.forward(&batch, opts))
-        .and_then(|out| {
-            serde_json::to_string(&out)
-                .map_err(|e| Error::Input(format!("cannot encode outputs: {e}")))
-        });
-    match result {
-        Ok(json) => (json, true),
-        Err(e) => (error_line(&e.to_string()), false),
+/// Raw mode over a model: each request runs one head with these options.
+pub struct Raw<'a> {
+    /// The model.
+    pub model: &'a Model,
+    /// The head (None: the model's default) and the extra outputs.
+    pub opts: ForwardOptions,
+}
+
+impl Raw<'_> {
+    fn answer_one(&self, request: &Value) -> Result<Answer> {
+        let head = self.opts.head.unwrap_or(self.model.head());
+        let batch = parse_request(request, head)?;
+        let out = self.model.forward(&batch, self.opts)?;
+        let value = serde_json::to_value(&out)
+            .map_err(|e| Error::Internal(format!("cannot encode outputs: {e}")))?;
+        Ok(Answer::new(value))
     }
 }
 
-/// `{"error": message}` as one JSON line.
-pub fn error_line(message: &str) -> String {
-    serde_json::json!({ "error": message }).to_string()
+impl Answerer for Raw<'_> {
+    fn answer(&self, requests: &[Value]) -> Vec<Result<Answer>> {
+        requests.iter().map(|r| self.answer_one(r)).collect()
+    }
 }

@@ -134,6 +134,18 @@ fn setup_errors_exit_2_with_a_message() {
             "unknown task",
         ),
         (vec!["run", "--model", "/nonexistent/dir"], "not found"),
+        (
+            vec!["run", "--model", tiny, "--task", "embed", "--top-k", "2"],
+            "embed options: unknown field `top_k`",
+        ),
+        (
+            vec!["run", "--model", tiny, "--top-k", "2"],
+            "task options were given with --task raw",
+        ),
+        (
+            vec!["run", "--model", tiny, "--task", "embed", "--head", "mlm"],
+            "are for --task raw",
+        ),
     ] {
         let (code, lines, stderr) = run(&args, "{\"input_ids\": [[1]]}\n");
         assert_eq!(code, 2, "{args:?}");

@@ -367,17 +367,34 @@ fn cpu_reserve_packs_what_the_run_uses() {
     }
 }
 
+/// A model on a CPU backend the test keeps a handle to.
+fn load_on_cpu(name: &str) -> (Model, Arc<bertrt::backend::cpu::CpuBackend>) {
+    let backend = Arc::new(bertrt::backend::cpu::CpuBackend::default());
+    let dir = fixtures_dir().join(name);
+    let model = Model::load_on(&dir, None, Box::new(Arc::clone(&backend))).unwrap();
+    (model, backend)
+}
+
 /// Large batches run in throughput mode (each thread its own slice of the batch through
 /// the whole network): every output of every row equals that row run alone, with the same
-/// padding; multiple-choice groups split across slices come back whole.
+/// padding; multiple-choice examples come back whole. Run on a pool of 3 threads, so
+/// throughput mode runs (it takes two examples per thread) whatever the machine.
 #[test]
 fn throughput_mode_equals_rows_run_alone() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(throughput_checks);
+}
+
+fn throughput_checks() {
     let opts = ForwardOptions {
         output_hidden_states: true,
         output_attentions: true,
         ..Default::default()
     };
-    let model = load("bert_base_tiny");
+    let (model, backend) = load_on_cpu("bert_base_tiny");
     let ids: Vec<Vec<i64>> = (0..9)
         .map(|r| (0..7).map(|i| ((r * 13 + i * 7) % 90 + 1) as i64).collect())
         .collect();
@@ -388,6 +405,7 @@ fn throughput_mode_equals_rows_run_alone() {
         .and_then(|b| b.with_attention_mask(mask.clone()))
         .unwrap();
     let all = model.forward(&batch, opts).unwrap();
+    assert_eq!(backend.throughput_calls(), 1, "9 rows on 3 threads");
     for r in 0..9 {
         let one = Batch::new(vec![ids[r].clone()])
             .and_then(|b| b.with_attention_mask(vec![mask[r].clone()]))
@@ -413,17 +431,83 @@ fn throughput_mode_equals_rows_run_alone() {
             assert!(max_diff(row, single.data()) < 1e-5, "row {r}");
         }
     }
-    // 3 questions x 4 choices = 12 rows: slices cut through a question.
-    let mc = load("multiple_choice");
+    assert_eq!(backend.throughput_calls(), 1, "single rows run whole");
+    // 7 questions x 4 choices = 28 rows: slices of whole questions.
+    let (mc, backend) = load_on_cpu("multiple_choice");
     let question = |q: i64| (0..4).map(|c| vec![2, 5 + q, 9 + c, 3]).collect::<Vec<_>>();
-    let three = Batch::multiple_choice((0..3).map(question).collect()).unwrap();
-    let logits = mc.forward(&three, ForwardOptions::default()).unwrap();
+    let seven = Batch::multiple_choice((0..7).map(question).collect()).unwrap();
+    let logits = mc.forward(&seven, ForwardOptions::default()).unwrap();
+    assert_eq!(backend.throughput_calls(), 1, "7 examples on 3 threads");
     let logits = logits.get("logits").unwrap();
-    assert_eq!(logits.shape(), &[3, 4]);
-    for q in 0..3 {
+    assert_eq!(logits.shape(), &[7, 4]);
+    for q in 0..7 {
         let one = Batch::multiple_choice(vec![question(q as i64)]).unwrap();
         let alone = mc.forward(&one, ForwardOptions::default()).unwrap();
         let alone = alone.get("logits").unwrap();
         assert!(max_diff(&logits.data()[q * 4..q * 4 + 4], alone.data()) < 1e-5);
     }
+}
+
+/// One load serves every head the checkpoint's weights hold: a BertForPreTraining
+/// checkpoint runs BertModel, BertForPreTraining, BertForMaskedLM and
+/// BertForNextSentencePrediction from the same parameters (each stored once), each with
+/// the outputs of a model loaded for that head alone; a head without weights is a clear
+/// error.
+#[test]
+fn one_load_serves_every_head_its_weights_hold() {
+    let dir = fixtures_dir().join("pretraining");
+    let model = load("pretraining");
+    assert_eq!(model.head(), Head::PreTraining);
+    let mut heads = model.heads().to_vec();
+    heads.sort_by_key(|h| h.short_name());
+    let mut want = vec![
+        Head::Bert,
+        Head::PreTraining,
+        Head::MaskedLm,
+        Head::NextSentence,
+    ];
+    want.sort_by_key(|h| h.short_name());
+    assert_eq!(heads, want);
+    let mut names: Vec<&str> = model.params().iter().map(|(n, _)| n).collect();
+    let stored = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), stored, "a tensor was stored twice");
+    let batch = Reference::load(&dir).batch("c0");
+    for &head in model.heads() {
+        let alone = Model::load(&dir, Some(head), Device::Cpu).unwrap();
+        assert_eq!(
+            alone.params().num_parameters(),
+            model.params().num_parameters()
+        );
+        let opts = ForwardOptions::head(head);
+        let shared = model.forward(&batch, opts).unwrap();
+        let single = alone.forward(&batch, ForwardOptions::default()).unwrap();
+        assert_eq!(shared.tensors, single.tensors, "{head}");
+        assert!(!shared.tensors.is_empty(), "{head}");
+    }
+    let err = model
+        .forward(&batch, ForwardOptions::head(Head::QuestionAnswering))
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("BertForQuestionAnswering")
+            && err.to_string().contains("BertForMaskedLM"),
+        "{err}"
+    );
+    // A checkpoint of one head has that head and BertModel (here with its pooler).
+    let qa = load("qa");
+    assert_eq!(qa.heads(), &[Head::QuestionAnswering, Head::Bert]);
+}
+
+/// Multiple choice declares its logits [examples, choices] in the plan itself.
+#[test]
+fn multiple_choice_plans_examples_by_choices() {
+    use bertrt::graph::Shape;
+    let model = load("multiple_choice");
+    let plan = model
+        .plan(Shape::new(6, 4).with_choices(3), ForwardOptions::default())
+        .unwrap();
+    let logits = plan.outputs.iter().find(|o| o.name == "logits").unwrap();
+    assert_eq!(logits.shape, [2, 3]);
 }

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bertrt::convert::{convert, ConvertOptions};
-use bertrt::pipelines::{Options, Pipeline, Task};
+use bertrt::pipelines::{InputOptions, Pipeline, Task, TaskOptions};
 use bertrt::weights::packed::PackedDtype;
 use bertrt::weights::PackedFile;
 use bertrt::{Device, ForwardOptions, Model, Outputs};
@@ -168,7 +168,13 @@ fn minilm_round_trips_with_its_tokenizer_and_pooling() {
     }
     let input = serde_json::json!({"text": "A packed file carries its tokenizer."});
     let embed = |p: &Path| {
-        let pipe = Pipeline::load(p, Task::Embed, Device::Cpu, Options::default()).unwrap();
+        let pipe = Pipeline::load(
+            p,
+            TaskOptions::defaults(Task::Embed),
+            Device::Cpu,
+            InputOptions::default(),
+        )
+        .unwrap();
         pipe.run(std::slice::from_ref(&input))
             .remove(0)
             .unwrap()

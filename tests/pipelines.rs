@@ -4,8 +4,9 @@
 //! cosine >= 0.9999 to sentence-transformers.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use bertrt::pipelines::{Options, Pipeline, Task};
+use bertrt::pipelines::{Pipeline, Task, TaskOptions, TextModel};
 use bertrt::Device;
 use serde_json::Value;
 
@@ -60,14 +61,21 @@ fn same(got: &Value, want: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Runs every case of a pipeline fixture, one pipeline per distinct option set.
+/// The pipeline of `task` with a case's options over one shared model.
+fn pipeline(text: &Arc<TextModel>, task: Task, options: &Value) -> Pipeline {
+    let (options, input) = TaskOptions::from_json(task, options)
+        .unwrap_or_else(|e| panic!("{task:?} options {options}: {e}"));
+    Pipeline::new(Arc::clone(text), options, input).unwrap()
+}
+
+/// Runs every case of a pipeline fixture: the checkpoint is loaded once, and each case
+/// gets a pipeline with its options over it.
 fn check(name: &str, dir: &Path, adapt: impl Fn(&Value, &Value) -> (Value, Value)) {
     let (task, cases) = cases(name);
+    let text = Arc::new(TextModel::load(dir, None, Device::Cpu).unwrap());
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
-        let options: Options = serde_json::from_value(case["options"].clone())
-            .unwrap_or_else(|e| panic!("{name}[{i}] options: {e}"));
-        let pipeline = Pipeline::load(dir, task, Device::Cpu, options).unwrap();
+        let pipeline = pipeline(&text, task, &case["options"]);
         let mut input = case["input"].clone();
         if let Some(prompt) = input.as_object_mut().and_then(|o| o.remove("prompt")) {
             if task == Task::Generate {
@@ -171,10 +179,10 @@ fn embed_minilm_matches_sentence_transformers() {
     let dir = bertrt::fetch::default_model().expect("default model");
     let (task, cases) = cases("embed_minilm");
     assert_eq!(task, Task::Embed);
+    let text = Arc::new(TextModel::load(&dir, None, Device::Cpu).unwrap());
     for (i, case) in cases.iter().enumerate() {
-        let options: Options = serde_json::from_value(case["options"].clone()).unwrap();
         let float64 = case["dtype"] == "float64";
-        let pipeline = Pipeline::load(&dir, task, Device::Cpu, options).unwrap();
+        let pipeline = pipeline(&text, task, &case["options"]);
         let result = pipeline.run(std::slice::from_ref(&case["input"])).remove(0);
         if case["input"]["text"] == "" {
             // Deliberate difference: an empty text is an input error, not the embedding
@@ -204,4 +212,37 @@ fn embed_minilm_matches_sentence_transformers() {
             assert!(c >= 0.9999, "case {i}: cosine {c}");
         }
     }
+}
+
+/// One loaded checkpoint serves the pipelines of every task its heads allow (a server's
+/// embed and NER from one load), with the answers of pipelines loaded on their own; a
+/// task whose head has no weights is refused when the pipeline is made.
+#[test]
+fn one_text_model_serves_several_tasks() {
+    let dir = fixture("token_cls");
+    let text = Arc::new(TextModel::load(&dir, None, Device::Cpu).unwrap());
+    let input = serde_json::json!({"text": "john smith lives in paris."});
+    for task in [Task::TokenClassification, Task::Embed] {
+        let shared = pipeline(&text, task, &Value::Null);
+        let alone = Pipeline::load(
+            &dir,
+            TaskOptions::defaults(task),
+            Device::Cpu,
+            Default::default(),
+        )
+        .unwrap();
+        let (a, b) = (
+            shared.run(std::slice::from_ref(&input)).remove(0).unwrap(),
+            alone.run(std::slice::from_ref(&input)).remove(0).unwrap(),
+        );
+        assert_eq!(a, b, "{task:?}");
+    }
+    let refused = Pipeline::new(
+        Arc::clone(&text),
+        TaskOptions::defaults(Task::FillMask),
+        Default::default(),
+    );
+    let err = refused.err().expect("token_cls has no masked-LM head");
+    assert!(matches!(err, bertrt::Error::Unsupported(_)), "{err:?}");
+    assert!(err.to_string().contains("BertForMaskedLM"), "{err}");
 }

@@ -140,6 +140,33 @@ pub trait Backend: Send + Sync {
     fn execute(&self, call: Call<'_>) -> Result<Vec<Tensor>>;
 }
 
+/// A shared backend (its owner keeps a handle, to read its counters for instance).
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn device(&self) -> Device {
+        (**self).device()
+    }
+
+    fn dtype(&self) -> Dtype {
+        (**self).dtype()
+    }
+
+    fn prepare(&self, params: &ParamStore) -> Result<()> {
+        (**self).prepare(params)
+    }
+
+    fn reserve(&self, plan: &Plan, params: &ParamStore) -> Result<()> {
+        (**self).reserve(plan, params)
+    }
+
+    fn new_cache(&self, layout: &CacheLayout) -> Result<CacheState> {
+        (**self).new_cache(layout)
+    }
+
+    fn execute(&self, call: Call<'_>) -> Result<Vec<Tensor>> {
+        (**self).execute(call)
+    }
+}
+
 /// The backend for `target`.
 pub fn create(target: impl Into<Target>) -> Result<Box<dyn Backend>> {
     let target = target.into();

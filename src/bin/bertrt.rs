@@ -1,11 +1,13 @@
 //! The bertrt command line: a thin layer over the library.
 
-use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::io::{BufRead, BufWriter, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bertrt::pipelines::{Aggregation, Options, Pipeline, Pooling, ScoreFunction, Task, TopK};
-use bertrt::{fetch, raw, Device, Dtype, Error, ForwardOptions, Head, Model, Result, Target};
+use bertrt::pipelines::{Pipeline, Task, TaskOptions};
+use bertrt::{
+    fetch, lines, raw, Device, Dtype, Error, ForwardOptions, Head, Model, Result, Target,
+};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
@@ -293,25 +295,20 @@ fn inspect(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn enum_option<T: serde::de::DeserializeOwned>(
-    name: &str,
-    value: &Option<String>,
-) -> Result<Option<T>> {
-    value
-        .as_ref()
-        .map(|v| {
-            serde_json::from_value(json!(v))
-                .map_err(|_| Error::Input(format!("--{name}: unknown value {v:?}")))
-        })
-        .transpose()
-}
-
-fn options(a: &RunArgs) -> Result<Options> {
+/// The task options given on the command line, as the JSON object a task parses
+/// (only the flags that were given).
+fn task_options_json(a: &RunArgs) -> Result<Value> {
+    let mut o = serde_json::Map::new();
+    let mut put = |name: &str, value: Option<Value>| {
+        if let Some(v) = value {
+            o.insert(name.to_string(), v);
+        }
+    };
     let top_k = match a.top_k.as_deref() {
         None => None,
-        Some("all") => Some(TopK::All),
+        Some("all") => Some(json!("all")),
         Some(k) => match k.parse::<usize>() {
-            Ok(k) if k > 0 => Some(TopK::K(k)),
+            Ok(k) if k > 0 => Some(json!(k)),
             _ => {
                 return Err(Error::Input(format!(
                     "--top-k: expected a positive number or all, got {k:?}"
@@ -319,33 +316,39 @@ fn options(a: &RunArgs) -> Result<Options> {
             }
         },
     };
-    Ok(Options {
-        top_k,
-        targets: a.targets.clone(),
-        function_to_apply: enum_option::<ScoreFunction>("function-to-apply", &a.function_to_apply)?,
-        aggregation_strategy: enum_option::<Aggregation>("aggregation", &a.aggregation)?,
-        ignore_labels: a.ignore_labels.clone(),
-        stride: a.stride,
-        doc_stride: a.doc_stride,
-        max_answer_len: a.max_answer_len,
-        max_seq_len: a.max_seq_len,
-        max_question_len: None,
-        handle_impossible_answer: a.handle_impossible_answer.then_some(true),
-        align_to_words: a.no_align_to_words.then_some(false),
-        max_new_tokens: a.max_new_tokens,
-        pooling: enum_option::<Pooling>("pooling", &a.pooling)?,
-        normalize: a.normalize,
-        max_length: a.max_length,
-        no_truncate: a.no_truncate.then_some(true),
-        batch_size: Some(a.batch_size.max(1)),
-    })
+    put("top_k", top_k);
+    put("targets", a.targets.as_ref().map(|t| json!(t)));
+    put(
+        "function_to_apply",
+        a.function_to_apply.as_ref().map(|f| json!(f)),
+    );
+    put(
+        "aggregation_strategy",
+        a.aggregation.as_ref().map(|f| json!(f)),
+    );
+    put("ignore_labels", a.ignore_labels.as_ref().map(|t| json!(t)));
+    put("stride", a.stride.map(|v| json!(v)));
+    put("doc_stride", a.doc_stride.map(|v| json!(v)));
+    put("max_answer_len", a.max_answer_len.map(|v| json!(v)));
+    put("max_seq_len", a.max_seq_len.map(|v| json!(v)));
+    put(
+        "handle_impossible_answer",
+        a.handle_impossible_answer.then_some(json!(true)),
+    );
+    put(
+        "align_to_words",
+        a.no_align_to_words.then_some(json!(false)),
+    );
+    put("max_new_tokens", a.max_new_tokens.map(|v| json!(v)));
+    put("pooling", a.pooling.as_ref().map(|p| json!(p)));
+    put("normalize", a.normalize.map(|v| json!(v)));
+    put("max_length", a.max_length.map(|v| json!(v)));
+    put("no_truncate", a.no_truncate.then_some(json!(true)));
+    Ok(Value::Object(o))
 }
 
 /// Where input lines come from.
-fn input_lines(
-    a: &RunArgs,
-    task: Option<Task>,
-) -> Result<Box<dyn Iterator<Item = std::io::Result<Vec<u8>>>>> {
+fn input_lines(a: &RunArgs, task: Option<Task>) -> Result<Box<dyn BufRead>> {
     if let Some(text) = &a.text {
         let line = match task {
             Some(Task::QuestionAnswering) => {
@@ -356,7 +359,9 @@ fn input_lines(
                 None => json!({"text": text}),
             },
         };
-        return Ok(Box::new(std::iter::once(Ok(line.to_string().into_bytes()))));
+        return Ok(Box::new(std::io::Cursor::new(
+            line.to_string().into_bytes(),
+        )));
     }
     match &a.input {
         Some(path) => {
@@ -364,31 +369,11 @@ fn input_lines(
                 path: path.clone(),
                 source: e,
             })?;
-            Ok(Box::new(std::io::BufReader::new(file).split(b'\n')))
+            Ok(Box::new(std::io::BufReader::new(file)))
         }
-        None => Ok(Box::new(std::io::stdin().lock().split(b'\n'))),
+        None => Ok(Box::new(std::io::stdin().lock())),
     }
 }
-
-/// One output line: its JSON, the warnings to print, and whether it succeeded.
-struct Line {
-    json: String,
-    warnings: Vec<String>,
-    ok: bool,
-}
-
-impl Line {
-    fn error(message: &str) -> Line {
-        Line {
-            json: raw::error_line(message),
-            warnings: Vec::new(),
-            ok: false,
-        }
-    }
-}
-
-/// Answers a chunk of input lines.
-type Answerer = Box<dyn Fn(&[String]) -> Vec<Line>>;
 
 /// Returns Ok(false) when some input line failed.
 fn run(args: RunArgs) -> Result<bool> {
@@ -397,57 +382,53 @@ fn run(args: RunArgs) -> Result<bool> {
         other => Some(other.parse::<Task>()?),
     };
     let device = target(&args.device, args.dtype.as_deref())?;
-    let opts = options(&args)?;
-    let dir = fetch::resolve_model(args.model.as_deref())?;
-    let answerer: Answerer = match task {
-        None => {
-            let head = args.head.as_deref().map(str::parse::<Head>).transpose()?;
-            let model = Model::load(&dir, head, device)?;
-            let fwd = ForwardOptions {
-                output_hidden_states: args.output_hidden_states,
-                output_attentions: args.output_attentions,
-                ..Default::default()
-            };
-            Box::new(move |lines: &[String]| {
-                lines
-                    .iter()
-                    .map(|l| {
-                        let (json, ok) = raw::answer(&model, l, fwd);
-                        Line {
-                            json,
-                            warnings: Vec::new(),
-                            ok,
-                        }
-                    })
-                    .collect()
-            })
+    let mut task_options = task_options_json(&args)?;
+    let raw_flags = args.head.is_some() || args.output_hidden_states || args.output_attentions;
+    let options = match task {
+        None if task_options.as_object().is_some_and(|o| !o.is_empty()) => {
+            return Err(Error::Input(
+                "task options were given with --task raw (raw mode takes --head, \
+                 --output-hidden-states and --output-attentions)"
+                    .into(),
+            ))
+        }
+        None => None,
+        Some(task) if raw_flags => {
+            return Err(Error::Input(format!(
+                "--head, --output-hidden-states and --output-attentions are for --task raw, \
+                 not {}",
+                task.name()
+            )))
         }
         Some(task) => {
-            let pipeline = Pipeline::load(&dir, task, device, opts)?;
-            Box::new(move |lines: &[String]| {
-                let values: Vec<std::result::Result<Value, String>> = lines
-                    .iter()
-                    .map(|l| serde_json::from_str(l).map_err(|e| format!("invalid JSON: {e}")))
-                    .collect();
-                let good: Vec<Value> = values
-                    .iter()
-                    .filter_map(|v| v.as_ref().ok().cloned())
-                    .collect();
-                let mut answers = pipeline.run(&good).into_iter();
-                values
-                    .into_iter()
-                    .map(|v| match v.map(|_| answers.next()) {
-                        Ok(Some(Ok(a))) => Line {
-                            json: a.value.to_string(),
-                            warnings: a.warnings,
-                            ok: true,
-                        },
-                        Ok(Some(Err(e))) => Line::error(&e.to_string()),
-                        Ok(None) => Line::error("no answer"),
-                        Err(e) => Line::error(&e),
-                    })
-                    .collect()
-            })
+            if let Some(o) = task_options.as_object_mut() {
+                o.insert("batch_size".into(), json!(args.batch_size.max(1)));
+            }
+            Some(TaskOptions::from_json(task, &task_options)?)
+        }
+    };
+    let dir = fetch::resolve_model(args.model.as_deref())?;
+    let chunk = args.batch_size.max(1) * 4;
+    let model;
+    let raw_mode;
+    let pipeline;
+    let answerer: &dyn lines::Answerer = match options {
+        None => {
+            let head = args.head.as_deref().map(str::parse::<Head>).transpose()?;
+            model = Model::load(&dir, head, device)?;
+            raw_mode = raw::Raw {
+                model: &model,
+                opts: ForwardOptions {
+                    output_hidden_states: args.output_hidden_states,
+                    output_attentions: args.output_attentions,
+                    ..Default::default()
+                },
+            };
+            &raw_mode
+        }
+        Some((options, input)) => {
+            pipeline = Pipeline::load(&dir, options, device, input)?;
+            &pipeline
         }
     };
     let progress = std::io::stderr().is_terminal().then(|| {
@@ -458,61 +439,21 @@ fn run(args: RunArgs) -> Result<bool> {
         );
         bar
     });
-    let mut stdout = BufWriter::new(std::io::stdout().lock());
-    let mut all_ok = true;
-    let chunk = args.batch_size.max(1) * 4;
-    let mut pending: Vec<String> = Vec::new();
-    let mut line_no = 0usize;
-    let mut lines = input_lines(&args, task)?;
-    loop {
-        let next = lines.next();
-        let done = next.is_none();
-        if let Some(line) = next {
-            let line = line.map_err(|e| Error::Io {
-                path: PathBuf::from("<input>"),
-                source: e,
-            })?;
-            line_no += 1;
-            match String::from_utf8(line) {
-                Ok(text) if text.trim().is_empty() => {}
-                Ok(text) => pending.push(text),
-                Err(_) => pending.push(format!("\u{0}invalid utf-8 on line {line_no}")),
-            }
-        }
-        if pending.len() >= chunk || (done && !pending.is_empty()) {
-            let answers = answerer(&pending);
-            for (input, answer) in pending.iter().zip(answers) {
-                let Line { json, warnings, ok } = match input.strip_prefix('\u{0}') {
-                    Some(msg) => Line::error(msg),
-                    None => answer,
-                };
-                for w in warnings {
-                    eprintln!("bertrt: warning: {w}");
-                }
-                all_ok &= ok;
-                let written = stdout
-                    .write_all(json.as_bytes())
-                    .and_then(|()| stdout.write_all(b"\n"));
-                if let Err(e) = written {
-                    if e.kind() == std::io::ErrorKind::BrokenPipe {
-                        return Ok(all_ok);
-                    }
-                    return Err(Error::Io {
-                        path: PathBuf::from("<stdout>"),
-                        source: e,
-                    });
-                }
+    let stdout = BufWriter::new(std::io::stdout().lock());
+    let all_ok = lines::run(
+        answerer,
+        input_lines(&args, task)?,
+        stdout,
+        lines::LineOptions { chunk },
+        |reply| {
+            for w in &reply.warnings {
+                eprintln!("bertrt: warning: {w}");
             }
             if let Some(bar) = &progress {
-                bar.inc(pending.len() as u64);
+                bar.inc(1);
             }
-            pending.clear();
-            let _ = stdout.flush();
-        }
-        if done {
-            break;
-        }
-    }
+        },
+    )?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }

@@ -24,6 +24,16 @@ pub enum Pooling {
     None,
 }
 
+/// embed's options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedOptions {
+    /// Pooling (default from the sentence-transformers files, else mean).
+    pub pooling: Option<Pooling>,
+    /// L2-normalise (default: whether modules.json has a Normalize module).
+    pub normalize: Option<bool>,
+}
+
 /// What a sentence-transformers folder says about pooling.
 #[derive(Debug, Clone, Default)]
 pub(super) struct EmbedConfig {
@@ -122,14 +132,11 @@ pub fn l2_normalize(v: &mut [f64]) {
     v.iter_mut().for_each(|x| *x /= norm);
 }
 
-pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
-    let pooling = p
-        .options
-        .pooling
-        .or(p.embed.pooling)
-        .unwrap_or(Pooling::Mean);
-    let normalize = p.options.normalize.unwrap_or(p.embed.normalize);
-    let hidden = p.model.config().hidden_size;
+pub(super) fn run(p: &Pipeline, o: &EmbedOptions, inputs: &[Value]) -> Vec<Result<Answer>> {
+    let files = p.text.embed();
+    let pooling = o.pooling.or(files.pooling).unwrap_or(Pooling::Mean);
+    let normalize = o.normalize.unwrap_or(files.normalize);
+    let hidden = p.config().hidden_size;
     batched(
         p,
         inputs,

@@ -3,20 +3,32 @@
 
 use serde_json::{json, Value};
 
+use serde::Deserialize;
+
 use super::{batched, ranked, row, softmax, Answer, Pipeline, TextInput, TopK};
 use crate::error::{Error, Result};
+
+/// fill-mask's options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FillMaskOptions {
+    /// Candidates per mask (5).
+    pub top_k: Option<TopK>,
+    /// Restrict predictions to these tokens.
+    pub targets: Option<Vec<String>>,
+}
 
 /// Target ids, after replacing out-of-vocabulary targets by their first sub-token.
 fn target_ids(p: &Pipeline, targets: &[String], warnings: &mut Vec<String>) -> Result<Vec<u32>> {
     let mut ids = Vec::new();
     for target in targets {
-        match p.tokenizer.token_to_id(target) {
+        match p.tokenizer().token_to_id(target) {
             Some(id) => ids.push(id),
             None => {
-                let first = p.tokenizer.tokenize(target)?.ids.first().copied();
+                let first = p.tokenizer().tokenize(target)?.ids.first().copied();
                 match first {
                     Some(id) => {
-                        let token = p.tokenizer.id_to_token(id).unwrap_or_default();
+                        let token = p.tokenizer().id_to_token(id).unwrap_or_default();
                         warnings.push(format!(
                             "target {target:?} is not in the vocabulary; using its first sub-token {token:?}"
                         ));
@@ -39,24 +51,19 @@ fn target_ids(p: &Pipeline, targets: &[String], warnings: &mut Vec<String>) -> R
     Ok(ids)
 }
 
-pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
-    let mask_id = p.tokenizer.specials().mask;
-    let pad = p.tokenizer.specials().pad;
+pub(super) fn run(p: &Pipeline, o: &FillMaskOptions, inputs: &[Value]) -> Vec<Result<Answer>> {
+    let mask_id = p.tokenizer().specials().mask;
+    let pad = p.tokenizer().specials().pad;
     let mut target_warnings = Vec::new();
-    let targets = match &p.options.targets {
+    let targets = match &o.targets {
         Some(t) => match target_ids(p, t, &mut target_warnings) {
             Ok(ids) => Some(ids),
-            Err(e) => {
-                return inputs
-                    .iter()
-                    .map(|_| Err(Error::Input(e.to_string())))
-                    .collect()
-            }
+            Err(e) => return inputs.iter().map(|_| Err(e.clone())).collect(),
         },
         None => None,
     };
-    let vocab = p.model.config().vocab_size;
-    let top_k = match p.options.top_k {
+    let vocab = p.config().vocab_size;
+    let top_k = match o.top_k {
         Some(TopK::K(k)) => k,
         Some(TopK::All) => vocab,
         None => 5,
@@ -74,7 +81,7 @@ pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
             if masks.is_empty() {
                 return Err(Error::Input(format!(
                     "no mask token ({}) in the input",
-                    p.tokenizer.specials().mask_token
+                    p.tokenizer().specials().mask_token
                 )));
             }
             Ok((enc, masks))
@@ -99,11 +106,11 @@ pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
                     ids[m] = token;
                     // transformers drops padding ids (even a predicted [PAD]) first.
                     ids.retain(|&id| id != pad);
-                    let sequence = p.tokenizer.decode(&ids, single)?;
+                    let sequence = p.tokenizer().decode(&ids, single)?;
                     results.push(json!({
                         "score": scores[i],
                         "token": token,
-                        "token_str": p.tokenizer.decode(&[token], false)?,
+                        "token_str": p.tokenizer().decode(&[token], false)?,
                         "sequence": sequence,
                     }));
                 }

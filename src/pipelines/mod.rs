@@ -1,20 +1,25 @@
 //! Text in, answers out: every task with Hugging Face pipeline semantics
 //! (../shared/PIPELINES.md has the contract).
 //!
-//! A [`Pipeline`] owns a model loaded with the head its task needs, the checkpoint's
-//! tokenizer and the task options. `run` answers a slice of inputs (JSON objects as the CLI
-//! reads them); inputs that fit in one window are batched into one forward call.
+//! A [`TextModel`] is one loaded checkpoint (the model with every head its weights hold,
+//! the tokenizer, the sentence-transformers files), shared through an `Arc` by any
+//! number of [`Pipeline`]s: one per task and set of options. `run` answers a slice of
+//! inputs (JSON objects as the CLI reads them); inputs that fit in one window are batched
+//! into one forward call.
 
 mod embed;
 mod fill_mask;
 mod generate;
+mod options;
 mod pairs;
 mod question_answering;
 mod text_classification;
+mod text_model;
 mod token_classification;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -22,12 +27,18 @@ use serde_json::Value;
 use crate::backend::Target;
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::model::{ForwardOptions, Head, Model, Outputs};
+use crate::model::{ForwardOptions, Head, Outputs};
 use crate::tokenizer::{BertTokenizer, EncodeOptions, Encoding};
-use crate::weights::ModelSource;
 
-pub use embed::Pooling;
-
+pub use crate::lines::Answer;
+pub use embed::{EmbedOptions, Pooling};
+pub use fill_mask::FillMaskOptions;
+pub use generate::GenerateOptions;
+pub use options::{InputOptions, NoOptions, TaskOptions, TopK};
+pub use question_answering::QuestionAnsweringOptions;
+pub use text_classification::{ScoreFunction, TextClassificationOptions};
+pub use text_model::TextModel;
+pub use token_classification::{Aggregation, TokenClassificationOptions};
 /// The tasks a pipeline runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {
@@ -119,190 +130,93 @@ impl FromStr for Task {
     }
 }
 
-/// How classification scores are squashed (transformers' `function_to_apply`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScoreFunction {
-    /// 1 / (1 + e^-x) per label.
-    Sigmoid,
-    /// Normalised over labels.
-    Softmax,
-    /// Raw logits.
-    None,
-}
-
-/// Token-classification aggregation (transformers' `aggregation_strategy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Aggregation {
-    /// One entry per token.
-    #[default]
-    None,
-    /// Adjacent tokens with the same tag merge.
-    Simple,
-    /// Words take their first sub-token's label.
-    First,
-    /// Words take the label of their mean score vector.
-    Average,
-    /// Words take the label of their most confident sub-token.
-    Max,
-}
-
-/// `top_k`: a number, or every candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopK {
-    /// The k best.
-    K(usize),
-    /// All of them, best first.
-    All,
-}
-
-impl<'de> Deserialize<'de> for TopK {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Null => Ok(TopK::All),
-            Value::String(s) if s == "all" => Ok(TopK::All),
-            Value::Number(n) => match n.as_u64() {
-                Some(k) if k > 0 => Ok(TopK::K(k as usize)),
-                _ => Err(serde::de::Error::custom(
-                    "top_k must be a positive integer or \"all\"",
-                )),
-            },
-            other => Err(serde::de::Error::custom(format!(
-                "top_k: expected a number or \"all\", got {other}"
-            ))),
-        }
-    }
-}
-
-/// Task options; each task reads the ones it understands. Unset options take
-/// transformers' defaults.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Options {
-    /// Results to return (fill-mask 5, text-classification: the best only, QA 1).
-    pub top_k: Option<TopK>,
-    /// fill-mask: restrict predictions to these tokens.
-    pub targets: Option<Vec<String>>,
-    /// text-classification: score function (default from problem_type).
-    pub function_to_apply: Option<ScoreFunction>,
-    /// token-classification: how tokens merge into entities.
-    pub aggregation_strategy: Option<Aggregation>,
-    /// token-classification: labels dropped from the output (default ["O"]).
-    pub ignore_labels: Option<Vec<String>>,
-    /// token-classification: overlap of windows over long texts.
-    pub stride: Option<usize>,
-    /// question-answering: overlap of context windows.
-    pub doc_stride: Option<usize>,
-    /// question-answering: longest answer in tokens (15).
-    pub max_answer_len: Option<usize>,
-    /// question-answering: window length (min(model max, 384)).
-    pub max_seq_len: Option<usize>,
-    /// question-answering: accepted for compatibility; fast tokenizers ignore it.
-    pub max_question_len: Option<usize>,
-    /// question-answering: allow the empty answer.
-    pub handle_impossible_answer: Option<bool>,
-    /// question-answering: snap answers to word boundaries (true).
-    pub align_to_words: Option<bool>,
-    /// generate: tokens to add (default 20).
-    pub max_new_tokens: Option<usize>,
-    /// embed: pooling (default from the sentence-transformers files, else mean).
-    pub pooling: Option<Pooling>,
-    /// embed: L2-normalise (default from modules.json).
-    pub normalize: Option<bool>,
-    /// Longest input in tokens (default: the model's limit).
-    pub max_length: Option<usize>,
-    /// Refuse over-long inputs instead of truncating them.
-    pub no_truncate: Option<bool>,
-    /// Inputs per forward call for batchable tasks (default 32).
-    pub batch_size: Option<usize>,
-}
-
-/// One answer and the warnings it produced.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    /// The task's JSON result.
-    pub value: Value,
-    /// Things the user should know (truncation, replaced targets).
-    pub warnings: Vec<String>,
-}
-
-/// A model, its tokenizer and a task.
+/// A task with its options over a shared [`TextModel`].
 pub struct Pipeline {
-    task: Task,
-    model: Model,
-    tokenizer: BertTokenizer,
-    options: Options,
-    embed: embed::EmbedConfig,
+    text: Arc<TextModel>,
+    options: TaskOptions,
+    input: InputOptions,
+    /// Longest encoding, special tokens included.
     max_length: usize,
 }
 
 impl Pipeline {
-    /// Loads a checkpoint folder or packed file for `task` with `options` as defaults for every input.
-    pub fn load(
-        dir: &Path,
-        task: Task,
-        target: impl Into<Target>,
-        options: Options,
-    ) -> Result<Pipeline> {
-        let source = ModelSource::open(dir)?;
-        let model = Model::from_source(&source, Some(task.head()), target)?;
-        let tokenizer = BertTokenizer::from_source(&source)?;
-        let embed = embed::EmbedConfig::from_source(&source)?;
-        let model_max = model.config().max_position_embeddings;
-        let mut max_length = tokenizer
-            .model_max_length()
-            .map_or(model_max, |m| m.min(model_max));
-        if task == Task::Embed {
-            if let Some(st) = embed.max_seq_length {
-                max_length = max_length.min(st);
-            }
+    /// A pipeline for `options`' task over a loaded model; an error if the model has no
+    /// weights for the task's head.
+    pub fn new(text: Arc<TextModel>, options: TaskOptions, input: InputOptions) -> Result<Self> {
+        let task = options.task();
+        let head = task.head();
+        if !text.model().has_head(head) {
+            return Err(Error::Unsupported(format!(
+                "{} needs {head}, and this checkpoint has no weights for it (its heads: {})",
+                task.name(),
+                text.model()
+                    .heads()
+                    .iter()
+                    .map(|h| h.class_name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
-        if let Some(m) = options.max_length {
-            if m < 2 || m > model_max {
-                return Err(Error::Input(format!(
-                    "max_length {m} must be between 2 and max_position_embeddings = {model_max}"
-                )));
-            }
-            max_length = m;
-        }
+        let max_length = text.max_length(task, input.max_length)?;
         Ok(Pipeline {
-            task,
-            model,
-            tokenizer,
+            text,
             options,
-            embed,
+            input,
             max_length,
         })
     }
 
+    /// Loads a checkpoint folder or packed file for one task (its head the model's
+    /// default), with `options` as defaults for every input.
+    pub fn load(
+        dir: &Path,
+        options: TaskOptions,
+        target: impl Into<Target>,
+        input: InputOptions,
+    ) -> Result<Pipeline> {
+        let text = TextModel::load(dir, Some(options.task().head()), target)?;
+        Pipeline::new(Arc::new(text), options, input)
+    }
+
     /// The task.
     pub fn task(&self) -> Task {
-        self.task
+        self.options.task()
     }
 
-    /// The model.
-    pub fn model(&self) -> &Model {
-        &self.model
+    /// The task's options.
+    pub fn options(&self) -> &TaskOptions {
+        &self.options
     }
 
-    /// The tokenizer.
-    pub fn tokenizer(&self) -> &BertTokenizer {
-        &self.tokenizer
+    /// The loaded model this pipeline runs on.
+    pub fn text_model(&self) -> &Arc<TextModel> {
+        &self.text
     }
 
     /// Answers each input (a JSON object as the CLI reads it); one result per input.
     pub fn run(&self, inputs: &[Value]) -> Vec<Result<Answer>> {
-        match self.task {
-            Task::Embed => embed::run(self, inputs),
-            Task::FillMask => fill_mask::run(self, inputs),
-            Task::TextClassification => text_classification::run(self, inputs),
-            Task::NextSentence => pairs::run_next_sentence(self, inputs),
-            Task::TokenClassification => each(inputs, |v| token_classification::run(self, v)),
-            Task::QuestionAnswering => each(inputs, |v| question_answering::run(self, v)),
-            Task::MultipleChoice => each(inputs, |v| pairs::run_multiple_choice(self, v)),
-            Task::Generate => each(inputs, |v| generate::run(self, v)),
+        match &self.options {
+            TaskOptions::Embed(o) => embed::run(self, o, inputs),
+            TaskOptions::FillMask(o) => fill_mask::run(self, o, inputs),
+            TaskOptions::TextClassification(o) => text_classification::run(self, o, inputs),
+            TaskOptions::NextSentence => pairs::run_next_sentence(self, inputs),
+            TaskOptions::TokenClassification(o) => {
+                each(inputs, |v| token_classification::run(self, o, v))
+            }
+            TaskOptions::QuestionAnswering(o) => {
+                each(inputs, |v| question_answering::run(self, o, v))
+            }
+            TaskOptions::MultipleChoice => each(inputs, |v| pairs::run_multiple_choice(self, v)),
+            TaskOptions::Generate(o) => each(inputs, |v| generate::run(self, o, v)),
         }
+    }
+
+    fn tokenizer(&self) -> &BertTokenizer {
+        self.text.tokenizer()
+    }
+
+    fn config(&self) -> &crate::config::BertConfig {
+        self.text.model().config()
     }
 
     /// Encodes one text (or pair), truncated to the model's limit with a warning (or an
@@ -317,9 +231,9 @@ impl Pipeline {
             max_length: Some(self.max_length),
             ..Default::default()
         };
-        let enc = self.tokenizer.encode(text, pair, opts)?.remove(0);
+        let enc = self.tokenizer().encode(text, pair, opts)?.remove(0);
         if enc.truncated {
-            if self.options.no_truncate == Some(true) {
+            if self.input.no_truncate == Some(true) {
                 return Err(Error::Input(format!(
                     "input is longer than {} tokens (truncation is off)",
                     self.max_length
@@ -336,12 +250,15 @@ impl Pipeline {
         self.encode_one(&input.text, input.text_pair.as_deref(), warnings)
     }
 
-    /// Runs the model on encodings padded to one length.
+    /// Runs the task's head on encodings padded to one length.
     fn forward(&self, encodings: &[&Encoding]) -> Result<Outputs> {
-        self.model.forward(
-            &pad(encodings, self.tokenizer.specials().pad)?,
-            ForwardOptions::default(),
-        )
+        self.forward_batch(&pad(encodings, self.tokenizer().specials().pad)?)
+    }
+
+    /// Runs the task's head on a batch.
+    fn forward_batch(&self, batch: &Batch) -> Result<Outputs> {
+        let opts = ForwardOptions::head(self.task().head());
+        self.text.model().forward(batch, opts)
     }
 }
 
@@ -365,7 +282,7 @@ fn batched<P>(
     }
     // Group by length so that little padding is computed.
     ready.sort_by_key(|r| r.1.len());
-    let size = p.options.batch_size.unwrap_or(32).max(1);
+    let size = p.input.batch_size();
     for group in ready.chunks(size) {
         let encs: Vec<&Encoding> = group.iter().map(|r| &r.1).collect();
         match p.forward(&encs) {
@@ -379,14 +296,14 @@ fn batched<P>(
             }
             Err(e) => {
                 for (i, ..) in group {
-                    results[*i] = Some(Err(Error::Input(e.to_string())));
+                    results[*i] = Some(Err(e.clone()));
                 }
             }
         }
     }
     results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(Error::Input("input was not processed".into()))))
+        .map(|r| r.unwrap_or_else(|| Err(Error::Internal("an input was not answered".into()))))
         .collect()
 }
 
@@ -416,9 +333,15 @@ impl TextInput {
 fn row<'a>(out: &'a Outputs, name: &str, row: usize) -> Result<&'a [f32]> {
     let t = out
         .get(name)
-        .ok_or_else(|| Error::Unsupported(format!("the model returned no `{name}`")))?;
+        .ok_or_else(|| Error::Internal(format!("the model returned no `{name}`")))?;
     let per = t.len() / t.shape().first().copied().unwrap_or(1).max(1);
     Ok(&t.data()[row * per..(row + 1) * per])
+}
+
+impl crate::lines::Answerer for Pipeline {
+    fn answer(&self, requests: &[Value]) -> Vec<Result<Answer>> {
+        self.run(requests)
+    }
 }
 
 fn each(inputs: &[Value], f: impl Fn(&Value) -> Result<Answer>) -> Vec<Result<Answer>> {

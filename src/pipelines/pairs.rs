@@ -4,9 +4,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{batched, f32_list, non_empty, parse, row, softmax, Answer, Pipeline, TextInput};
-use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::model::ForwardOptions;
 
 /// next-sentence: `{"is_next": P(text_pair follows text), "logits": [follows, random]}`.
 pub(super) fn run_next_sentence(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
@@ -50,18 +48,10 @@ pub(super) fn run_multiple_choice(p: &Pipeline, value: &Value) -> Result<Answer>
             p.encode_one(&input.prompt, Some(c), &mut warnings)
         })
         .collect::<Result<Vec<_>>>()?;
+    // One example: the prompt paired with each choice, a sequence per choice.
     let refs: Vec<_> = encs.iter().collect();
-    let flat = super::pad(&refs, p.tokenizer.specials().pad)?;
-    let nest = |v: Vec<i64>| -> Vec<Vec<Vec<i64>>> {
-        vec![v.chunks(flat.seq()).map(|c| c.to_vec()).collect()]
-    };
-    let ids = nest(flat.input_ids().iter().map(|&i| i as i64).collect());
-    let mask = nest(flat.attention_mask().iter().map(|&i| i as i64).collect());
-    let types = nest(flat.token_type_ids().iter().map(|&i| i as i64).collect());
-    let batch = Batch::multiple_choice(ids)?
-        .with_attention_mask(mask.into_iter().flatten().collect())?
-        .with_token_type_ids(types.into_iter().flatten().collect())?;
-    let out = p.model.forward(&batch, ForwardOptions::default())?;
+    let batch = super::pad(&refs, p.tokenizer().specials().pad)?.with_choices(encs.len())?;
+    let out = p.forward_batch(&batch)?;
     let logits = row(&out, "logits", 0)?;
     let scores = softmax(logits);
     let best = super::ranked(&scores)[0];

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{non_empty, pad, parse, row, softmax, Answer, Pipeline, TopK};
+use super::{non_empty, parse, row, softmax, Answer, Pipeline, TopK};
 use crate::error::{Error, Result};
 use crate::tokenizer::{EncodeOptions, Encoding, Truncation};
 
@@ -13,6 +13,26 @@ use crate::tokenizer::{EncodeOptions, Encoding, Truncation};
 struct QaInput {
     question: String,
     context: String,
+}
+
+/// question-answering's options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuestionAnsweringOptions {
+    /// Answers to return (1).
+    pub top_k: Option<TopK>,
+    /// Overlap of context windows (min(max_seq_len / 2, 128)).
+    pub doc_stride: Option<usize>,
+    /// Longest answer in tokens (15).
+    pub max_answer_len: Option<usize>,
+    /// Window length (min(model max, 384)).
+    pub max_seq_len: Option<usize>,
+    /// Accepted for compatibility; fast tokenizers ignore it.
+    pub max_question_len: Option<usize>,
+    /// Allow the empty answer.
+    pub handle_impossible_answer: Option<bool>,
+    /// Snap answers to word boundaries (true).
+    pub align_to_words: Option<bool>,
 }
 
 struct Span {
@@ -40,11 +60,10 @@ fn char_slice(text: &str, start: usize, end: usize) -> String {
         .collect()
 }
 
-pub(super) fn run(p: &Pipeline, value: &Value) -> Result<Answer> {
+pub(super) fn run(p: &Pipeline, o: &QuestionAnsweringOptions, value: &Value) -> Result<Answer> {
     let input: QaInput = parse(value, r#"{"question": ..., "context": ...}"#)?;
     non_empty("question", &input.question)?;
     non_empty("context", &input.context)?;
-    let o = &p.options;
     let max_seq_len = o.max_seq_len.unwrap_or(p.max_length.min(384));
     let doc_stride = o.doc_stride.unwrap_or((max_seq_len / 2).min(128));
     if doc_stride > max_seq_len {
@@ -70,13 +89,11 @@ pub(super) fn run(p: &Pipeline, value: &Value) -> Result<Answer> {
         overflow: true,
     };
     let windows = p
-        .tokenizer
+        .tokenizer()
         .encode(&input.question, Some(&input.context), opts)?;
     let refs: Vec<_> = windows.iter().collect();
-    let out = p
-        .model
-        .forward(&pad(&refs, p.tokenizer.specials().pad)?, Default::default())?;
-    let cls = p.tokenizer.specials().cls;
+    let out = p.forward(&refs)?;
+    let cls = p.tokenizer().specials().cls;
     let mut min_null = f64::INFINITY;
     let mut answers: Vec<Span> = Vec::new();
     for (w, enc) in windows.iter().enumerate() {

@@ -1,15 +1,38 @@
 //! text-classification: labels with scores from sigmoid, softmax or raw logits
 //! (transformers' TextClassificationPipeline).
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{batched, ranked, row, softmax, Answer, Pipeline, ScoreFunction, TopK};
+use super::{batched, ranked, row, softmax, Answer, Pipeline, TopK};
 use crate::config::ProblemType;
 use crate::error::Result;
 
+/// How classification scores are squashed (transformers' `function_to_apply`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreFunction {
+    /// 1 / (1 + e^-x) per label.
+    Sigmoid,
+    /// Normalised over labels.
+    Softmax,
+    /// Raw logits.
+    None,
+}
+
+/// text-classification's options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextClassificationOptions {
+    /// Labels to return (default: the best only; a number, or "all").
+    pub top_k: Option<TopK>,
+    /// Score function (default from the config's problem_type and labels).
+    pub function_to_apply: Option<ScoreFunction>,
+}
+
 /// The score function transformers picks from the config.
 fn default_function(p: &Pipeline) -> ScoreFunction {
-    let c = p.model.config();
+    let c = p.config();
     match c.problem().ok().flatten() {
         Some(ProblemType::Regression) => ScoreFunction::None,
         Some(ProblemType::MultiLabel) => ScoreFunction::Sigmoid,
@@ -18,12 +41,13 @@ fn default_function(p: &Pipeline) -> ScoreFunction {
     }
 }
 
-pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
-    let function = p
-        .options
-        .function_to_apply
-        .unwrap_or_else(|| default_function(p));
-    let config = p.model.config();
+pub(super) fn run(
+    p: &Pipeline,
+    o: &TextClassificationOptions,
+    inputs: &[Value],
+) -> Vec<Result<Answer>> {
+    let function = o.function_to_apply.unwrap_or_else(|| default_function(p));
+    let config = p.config();
     batched(
         p,
         inputs,
@@ -38,7 +62,7 @@ pub(super) fn run(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
                     .collect(),
                 ScoreFunction::None => logits.iter().map(|&x| x as f64).collect(),
             };
-            let take = match p.options.top_k {
+            let take = match o.top_k {
                 None => 1,
                 Some(TopK::K(k)) => k,
                 Some(TopK::All) => scores.len(),

@@ -2,11 +2,41 @@
 //! entities, over overlapping windows for long texts (transformers'
 //! TokenClassificationPipeline).
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{pad, row, softmax, Aggregation, Answer, Pipeline, TextInput};
+use super::{row, softmax, Answer, Pipeline, TextInput};
 use crate::error::{Error, Result};
 use crate::tokenizer::{EncodeOptions, Truncation};
+
+/// Token-classification aggregation (transformers' `aggregation_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    /// One entry per token.
+    #[default]
+    None,
+    /// Adjacent tokens with the same tag merge.
+    Simple,
+    /// Words take their first sub-token's label.
+    First,
+    /// Words take the label of their mean score vector.
+    Average,
+    /// Words take the label of their most confident sub-token.
+    Max,
+}
+
+/// token-classification's options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenClassificationOptions {
+    /// How tokens merge into entities (none).
+    pub aggregation_strategy: Option<Aggregation>,
+    /// Labels dropped from the output (default ["O"]).
+    pub ignore_labels: Option<Vec<String>>,
+    /// Overlap of windows over long texts (not with aggregation none).
+    pub stride: Option<usize>,
+}
 
 /// A token with its label scores (transformers' "pre-entity").
 struct Token {
@@ -40,17 +70,13 @@ fn char_slice<'t>(text: &'t str, bytes: &[usize], start: usize, end: usize) -> &
     &text[at(start)..at(end).max(at(start))]
 }
 
-pub(super) fn run(p: &Pipeline, value: &Value) -> Result<Answer> {
+pub(super) fn run(p: &Pipeline, o: &TokenClassificationOptions, value: &Value) -> Result<Answer> {
     let input = TextInput::parse(value)?;
     let text = input.text.as_str();
-    let aggregation = p.options.aggregation_strategy.unwrap_or_default();
-    let ignore = p
-        .options
-        .ignore_labels
-        .clone()
-        .unwrap_or_else(|| vec!["O".into()]);
+    let aggregation = o.aggregation_strategy.unwrap_or_default();
+    let ignore = o.ignore_labels.clone().unwrap_or_else(|| vec!["O".into()]);
     let mut warnings = Vec::new();
-    let windows = match p.options.stride {
+    let windows = match o.stride {
         Some(stride) => {
             if aggregation == Aggregation::None {
                 return Err(Error::Input(
@@ -69,17 +95,15 @@ pub(super) fn run(p: &Pipeline, value: &Value) -> Result<Answer> {
                 stride,
                 overflow: true,
             };
-            p.tokenizer.encode(text, None, opts)?
+            p.tokenizer().encode(text, None, opts)?
         }
         None => vec![p.encode_one(text, None, &mut warnings)?],
     };
     let refs: Vec<_> = windows.iter().collect();
-    let out = p
-        .model
-        .forward(&pad(&refs, p.tokenizer.specials().pad)?, Default::default())?;
-    let labels = p.model.config().num_labels();
-    let config = p.model.config();
-    let unk = p.tokenizer.specials().unk;
+    let out = p.forward(&refs)?;
+    let labels = p.config().num_labels();
+    let config = p.config();
+    let unk = p.tokenizer().specials().unk;
     let char_bytes: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
     let mut entities: Vec<Value> = Vec::new();
     let mut spans: Vec<(usize, usize, f64, Value)> = Vec::new();
@@ -160,7 +184,7 @@ fn words(p: &Pipeline, tokens: &[Token], how: Aggregation) -> Result<Vec<Entity>
             _ => groups.push(vec![t]),
         }
     }
-    let config = p.model.config();
+    let config = p.config();
     groups
         .into_iter()
         .map(|g| {
@@ -193,7 +217,7 @@ fn words(p: &Pipeline, tokens: &[Token], how: Aggregation) -> Result<Vec<Entity>
                 entity: config.label(label),
                 score,
                 index: g[0].index,
-                word: p.tokenizer.tokens_to_string(&word_tokens)?,
+                word: p.tokenizer().tokens_to_string(&word_tokens)?,
                 start: g[0].start,
                 end: g[g.len() - 1].end,
             })
@@ -227,7 +251,7 @@ fn group_entities(p: &Pipeline, entities: &[Entity]) -> Result<Vec<(Entity, f64)
                     entity: name.to_string(),
                     score,
                     index: first.index,
-                    word: p.tokenizer.tokens_to_string(&words)?,
+                    word: p.tokenizer().tokens_to_string(&words)?,
                     start: first.start,
                     end: current[current.len() - 1].end,
                 },
