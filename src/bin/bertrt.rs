@@ -270,7 +270,7 @@ fn inspect(path: &std::path::Path) -> Result<()> {
     let file = bertrt::weights::PackedFile::open(path)?;
     let h = file.header();
     let config =
-        serde_json::to_string_pretty(&h.config).map_err(|e| Error::Input(e.to_string()))?;
+        serde_json::to_string_pretty(&h.config).map_err(|e| Error::Internal(e.to_string()))?;
     println!("file:   {} ({} bytes)", path.display(), file.len());
     println!("head:   {}", h.head);
     println!("dtype:  {}", json!(h.dtype).as_str().unwrap_or("?"));

@@ -90,13 +90,6 @@ pub struct Plan {
     pub outputs: Vec<PlanOutput>,
 }
 
-impl Plan {
-    /// Total f32 elements of all buffers (the arena size).
-    pub fn arena_len(&self) -> usize {
-        self.bufs.iter().map(|b| b.len).sum()
-    }
-}
-
 /// Plans one head with fixed options at any shape (a backend that splits a call plans
 /// its parts through this).
 pub trait Planner: Sync {

@@ -215,7 +215,7 @@ impl<'a> VarBuilder<'a> {
         let (w, b) = (Tensor::new(vec![n, cols], w), Tensor::new(vec![n], b));
         match (w, b) {
             (Some(w), Some(b)) => Ok((fused.put("weight", w), fused.put("bias", b))),
-            _ => Err(Error::Unsupported(format!("cannot fuse {name}"))),
+            _ => Err(Error::Internal(format!("cannot fuse {name}"))),
         }
     }
 
@@ -241,7 +241,7 @@ impl<'a> VarBuilder<'a> {
         let b = Tensor::new(vec![1], vec![b.data()[row]]);
         match (w, b) {
             (Some(w), Some(b)) => Ok((split.put("weight", w), split.put("bias", b))),
-            _ => Err(Error::Unsupported(format!("cannot split {name}"))),
+            _ => Err(Error::Internal(format!("cannot split {name}"))),
         }
     }
 

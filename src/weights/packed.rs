@@ -149,15 +149,6 @@ fn check_range(path: &Path, what: &str, offset: usize, nbytes: usize, len: usize
 }
 
 impl PackedFile {
-    /// True if the file at `path` starts with the packed magic.
-    pub fn sniff(path: &Path) -> bool {
-        let mut magic = [0u8; 8];
-        File::open(path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-            .is_ok()
-            && &magic == MAGIC
-    }
-
     /// Opens and validates a packed file: magic, version, header checksum, every entry's
     /// range and every tensor's and file's checksum.
     pub fn open(path: &Path) -> Result<PackedFile> {
