@@ -8,15 +8,16 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// One answer and the warnings it produced.
-#[derive(Debug, Clone, PartialEq)]
+/// One answer, as JSON text (written out as it is: a large answer is never held as a
+/// tree of values), and the warnings it produced.
+#[derive(Debug, Clone)]
 pub struct Answer {
-    /// The JSON result.
-    pub value: Value,
+    json: Box<RawValue>,
     /// Things the user should know (truncation, replaced targets).
     pub warnings: Vec<String>,
 }
@@ -24,10 +25,49 @@ pub struct Answer {
 impl Answer {
     /// An answer without warnings.
     pub fn new(value: Value) -> Self {
+        let json =
+            serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned());
         Answer {
-            value,
+            json,
             warnings: Vec::new(),
         }
+    }
+
+    /// An answer from JSON text made by the caller (checked to be JSON).
+    pub fn from_json(json: String) -> Result<Self> {
+        let json = RawValue::from_string(json)
+            .map_err(|e| Error::Internal(format!("an answer is not JSON: {e}")))?;
+        Ok(Answer {
+            json,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// The same answer with these warnings.
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
+    /// The answer's JSON text.
+    pub fn json(&self) -> &str {
+        self.json.get()
+    }
+
+    /// The answer's JSON text, without a copy.
+    pub fn into_json(self) -> String {
+        Box::<str>::from(self.json).into_string()
+    }
+
+    /// The answer as a JSON value.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.json.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Answer {
+    fn eq(&self, other: &Self) -> bool {
+        self.json.get() == other.json.get() && self.warnings == other.warnings
     }
 }
 
@@ -60,9 +100,9 @@ impl Reply {
 
     fn answered(result: Result<Answer>) -> Reply {
         match result {
-            Ok(a) => Reply {
-                json: a.value.to_string(),
-                warnings: a.warnings,
+            Ok(mut a) => Reply {
+                warnings: std::mem::take(&mut a.warnings),
+                json: a.into_json(),
                 ok: true,
             },
             Err(e) => Reply::error(&e),

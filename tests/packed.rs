@@ -178,7 +178,7 @@ fn minilm_round_trips_with_its_tokenizer_and_pooling() {
         pipe.run(std::slice::from_ref(&input))
             .remove(0)
             .unwrap()
-            .value
+            .value()
     };
     assert_eq!(embed(&dir), embed(&file));
     let f16 = s.file("minilm-f16.bertrt");

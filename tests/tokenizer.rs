@@ -154,3 +154,120 @@ fn missing_tokenizer_is_a_clear_error() {
     let err = BertTokenizer::from_dir(&dir).err().unwrap().to_string();
     assert!(err.contains("tokenizer.json or vocab.txt"), "{err}");
 }
+
+/// A text made to trip piecewise tokenization: runs of spaces, tabs and newlines,
+/// punctuation runs, added tokens next to punctuation and spaces, accents and combining
+/// marks, CJK, emoji, words longer than WordPiece's 100 characters, and a composing pair.
+fn tricky_text() -> String {
+    let parts = [
+        "Hello, world!  The [MASK] is here.\t\tTabs\nand\r\nnewlines.",
+        " [MASK][MASK] x[MASK]y (ok)...!!! «quoted» — dash",
+        " café naïve e\u{301}t\u{301}e\u{301} ÅNGSTRÖM 北京欢迎你 こんにちは 🙂🙃",
+        " ",
+        &"a".repeat(150),
+        " x=\u{338}y [SEP] [CLS]  [UNK]   don't it's 3.14 1,000,000 ",
+        &"word-".repeat(40),
+    ];
+    parts.concat().repeat(7)
+}
+
+fn same_windows(a: &[Encoding], b: &[Encoding]) -> Result<(), String> {
+    if a.len() != b.len() {
+        return Err(format!("{} windows, want {}", a.len(), b.len()));
+    }
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        if (&x.ids, &x.type_ids, &x.offsets, &x.word_ids, &x.tokens)
+            != (&y.ids, &y.type_ids, &y.offsets, &y.word_ids, &y.tokens)
+        {
+            let first = (0..x.len().min(y.len()))
+                .find(|&t| x.ids[t] != y.ids[t] || x.offsets[t] != y.offsets[t])
+                .unwrap_or(x.len().min(y.len()));
+            return Err(format!(
+                "window {i} differs from token {first}: {:?} vs {:?}",
+                &x.tokens[first..(first + 3).min(x.len())],
+                &y.tokens[first..(first + 3).min(y.len())]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Long texts are tokenized piece by piece (cut where no token can cross): for every
+/// piece size, every encoding (whole, truncated, windowed, paired) equals the one-piece
+/// encoding, and for tokenizer.json the tokenizers crate's own encoding of the whole text.
+#[test]
+fn piecewise_tokenization_equals_whole_text() {
+    let text = tricky_text();
+    let pair = "a second text, with [MASK] and more words. ".repeat(30);
+    let vocab_dir = fixtures().join("cased_vocab");
+    let tokenizers = [
+        (
+            "minilm json",
+            BertTokenizer::from_dir(&minilm_dir()).unwrap(),
+        ),
+        ("cased vocab", BertTokenizer::from_dir(&vocab_dir).unwrap()),
+    ];
+    let mut crate_tk =
+        tokenizers::Tokenizer::from_file(minilm_dir().join("tokenizer.json")).unwrap();
+    crate_tk.with_truncation(None).unwrap();
+    crate_tk.with_padding(None);
+    let whole = crate_tk.encode_char_offsets(text.as_str(), true).unwrap();
+    let cases = [
+        (None, EncodeOptions::default()),
+        (
+            None,
+            EncodeOptions {
+                max_length: Some(200),
+                ..Default::default()
+            },
+        ),
+        (
+            None,
+            EncodeOptions {
+                max_length: Some(64),
+                stride: 16,
+                overflow: true,
+                ..Default::default()
+            },
+        ),
+        (
+            Some(pair.as_str()),
+            EncodeOptions {
+                max_length: Some(101),
+                ..Default::default()
+            },
+        ),
+        (
+            Some(pair.as_str()),
+            EncodeOptions {
+                max_length: Some(1000),
+                truncation: Truncation::OnlyFirst,
+                stride: 20,
+                overflow: true,
+            },
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, tk) in &tokenizers {
+        for (c, &(pair, opts)) in cases.iter().enumerate() {
+            let encode = |piece_bytes: usize| -> Vec<Encoding> {
+                let w = tk
+                    .windows_in_pieces(&text, pair, opts, piece_bytes)
+                    .unwrap();
+                (0..w.len()).map(|i| w.get(i).unwrap()).collect()
+            };
+            let reference = encode(usize::MAX);
+            if *name == "minilm json" && c == 0 {
+                assert_eq!(reference[0].ids, whole.get_ids(), "one piece vs the crate");
+                assert_eq!(reference[0].offsets, whole.get_offsets());
+                assert_eq!(reference[0].word_ids, whole.get_word_ids());
+            }
+            for piece_bytes in [1, 7, 50, 333, 4096] {
+                if let Err(e) = same_windows(&encode(piece_bytes), &reference) {
+                    failures.push(format!("{name} case {c} pieces of {piece_bytes}: {e}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -73,11 +73,9 @@ pub(super) fn run(p: &Pipeline, o: &GenerateOptions, value: &Value) -> Result<An
         new_ids.push(best);
         next_input = vec![best as i64];
     }
-    Ok(Answer {
-        value: json!({
-            "generated_text": p.tokenizer().decode(&new_ids, true)?,
-            "token_ids": new_ids,
-        }),
-        warnings,
-    })
+    Ok(Answer::new(json!({
+        "generated_text": p.tokenizer().decode(&new_ids, true)?,
+        "token_ids": new_ids,
+    }))
+    .with_warnings(warnings))
 }

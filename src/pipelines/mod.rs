@@ -13,6 +13,7 @@ mod generate;
 mod options;
 mod pairs;
 mod question_answering;
+mod text;
 mod text_classification;
 mod text_model;
 mod token_classification;
@@ -288,10 +289,10 @@ fn batched<P>(
         match p.forward(&encs) {
             Ok(out) => {
                 for (row, (i, enc, extra, warnings)) in group.iter().enumerate() {
-                    results[*i] = Some(finish(&out, row, enc, extra).map(|value| Answer {
-                        value,
-                        warnings: warnings.clone(),
-                    }));
+                    results[*i] = Some(
+                        finish(&out, row, enc, extra)
+                            .map(|value| Answer::new(value).with_warnings(warnings.clone())),
+                    );
                 }
             }
             Err(e) => {

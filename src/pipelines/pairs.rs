@@ -55,8 +55,8 @@ pub(super) fn run_multiple_choice(p: &Pipeline, value: &Value) -> Result<Answer>
     let logits = row(&out, "logits", 0)?;
     let scores = softmax(logits);
     let best = super::ranked(&scores)[0];
-    Ok(Answer {
-        value: json!({"scores": scores, "best": best, "logits": f32_list(logits)}),
-        warnings,
-    })
+    Ok(
+        Answer::new(json!({"scores": scores, "best": best, "logits": f32_list(logits)}))
+            .with_warnings(warnings),
+    )
 }

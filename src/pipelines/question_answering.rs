@@ -1,9 +1,12 @@
 //! question-answering: the best context spans over overlapping windows
 //! (transformers' QuestionAnsweringPipeline with a fast tokenizer).
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::text::CharIndex;
 use super::{non_empty, parse, row, softmax, Answer, Pipeline, TopK};
 use crate::error::{Error, Result};
 use crate::tokenizer::{EncodeOptions, Encoding, Truncation};
@@ -53,18 +56,17 @@ fn word_chars(enc: &Encoding, word: u32) -> Option<(usize, usize)> {
     ))
 }
 
-fn char_slice(text: &str, start: usize, end: usize) -> String {
-    text.chars()
-        .skip(start)
-        .take(end.saturating_sub(start))
-        .collect()
-}
-
 pub(super) fn run(p: &Pipeline, o: &QuestionAnsweringOptions, value: &Value) -> Result<Answer> {
     let input: QaInput = parse(value, r#"{"question": ..., "context": ...}"#)?;
     non_empty("question", &input.question)?;
     non_empty("context", &input.context)?;
+    let limit = p.config().max_position_embeddings;
     let max_seq_len = o.max_seq_len.unwrap_or(p.max_length.min(384));
+    if max_seq_len < 4 || max_seq_len > limit {
+        return Err(Error::Input(format!(
+            "max_seq_len {max_seq_len} must be between 4 and the model's {limit} positions"
+        )));
+    }
     let doc_stride = o.doc_stride.unwrap_or((max_seq_len / 2).min(128));
     if doc_stride > max_seq_len {
         return Err(Error::Input(format!(
@@ -75,13 +77,6 @@ pub(super) fn run(p: &Pipeline, o: &QuestionAnsweringOptions, value: &Value) -> 
     if max_answer_len == 0 {
         return Err(Error::Input("max_answer_len must be positive".into()));
     }
-    let top_k = match o.top_k {
-        None => 1,
-        Some(TopK::K(k)) => k,
-        Some(TopK::All) => usize::MAX,
-    };
-    let impossible = o.handle_impossible_answer.unwrap_or(false);
-    let align = o.align_to_words.unwrap_or(true);
     let opts = EncodeOptions {
         max_length: Some(max_seq_len),
         truncation: Truncation::OnlySecond,
@@ -90,18 +85,63 @@ pub(super) fn run(p: &Pipeline, o: &QuestionAnsweringOptions, value: &Value) -> 
     };
     let windows = p
         .tokenizer()
-        .encode(&input.question, Some(&input.context), opts)?;
-    let refs: Vec<_> = windows.iter().collect();
-    let out = p.forward(&refs)?;
-    let cls = p.tokenizer().specials().cls;
-    let mut min_null = f64::INFINITY;
-    let mut answers: Vec<Span> = Vec::new();
-    for (w, enc) in windows.iter().enumerate() {
+        .windows(&input.question, Some(&input.context), opts)?;
+    let mut spans = Spans {
+        context: CharIndex::new(&input.context),
+        top_k: match o.top_k {
+            None => 1,
+            Some(TopK::K(k)) => k,
+            Some(TopK::All) => usize::MAX,
+        },
+        max_answer_len,
+        align: o.align_to_words.unwrap_or(true),
+        cls: p.tokenizer().specials().cls,
+        min_null: f64::INFINITY,
+        answers: Vec::new(),
+        seen: HashMap::new(),
+    };
+    // Windows run batch_size at a time; only the candidate answers are kept.
+    let batch = p.input.batch_size();
+    for first in (0..windows.len()).step_by(batch) {
+        let encs = (first..(first + batch).min(windows.len()))
+            .map(|i| windows.get(i))
+            .collect::<Result<Vec<_>>>()?;
+        let out = p.forward(&encs.iter().collect::<Vec<_>>())?;
+        for (w, enc) in encs.iter().enumerate() {
+            let n = enc.len();
+            let start = &row(&out, "start_logits", w)?[..n];
+            let end = &row(&out, "end_logits", w)?[..n];
+            spans.add_window(enc, start, end);
+        }
+    }
+    let impossible = o.handle_impossible_answer.unwrap_or(false);
+    let value = spans.answer(impossible);
+    Ok(Answer::new(value))
+}
+
+/// The answers found so far over a context's windows.
+struct Spans<'t> {
+    context: CharIndex<'t>,
+    top_k: usize,
+    max_answer_len: usize,
+    align: bool,
+    cls: u32,
+    /// The lowest null-answer score of any window.
+    min_null: f64,
+    /// Distinct answers in the order found.
+    answers: Vec<Span>,
+    /// Index in `answers` of each lowercased answer text.
+    seen: HashMap<String, usize>,
+}
+
+impl Spans<'_> {
+    /// Scores one window's spans and adds its best candidates.
+    fn add_window(&mut self, enc: &Encoding, start_logits: &[f32], end_logits: &[f32]) {
         let n = enc.len();
         // Context tokens and [CLS] may hold the answer; everything else is pushed out
         // of the softmax with -10000, as transformers does.
         let allowed: Vec<bool> = (0..n)
-            .map(|i| enc.sequence_ids[i] == Some(1) || enc.ids[i] == cls)
+            .map(|i| enc.sequence_ids[i] == Some(1) || enc.ids[i] == self.cls)
             .collect();
         let masked = |logits: &[f32]| -> Vec<f64> {
             let xs: Vec<f32> = (0..n)
@@ -109,16 +149,15 @@ pub(super) fn run(p: &Pipeline, o: &QuestionAnsweringOptions, value: &Value) -> 
                 .collect();
             softmax(&xs)
         };
-        let mut start = masked(&row(&out, "start_logits", w)?[..n]);
-        let mut end = masked(&row(&out, "end_logits", w)?[..n]);
-        if impossible {
-            min_null = min_null.min(start[0] * end[0]);
-        }
+        let mut start = masked(start_logits);
+        let mut end = masked(end_logits);
+        self.min_null = self.min_null.min(start[0] * end[0]);
         start[0] = 0.0;
         end[0] = 0.0;
         let mut candidates: Vec<(f64, usize, usize)> = Vec::new();
         for i in (0..n).filter(|&i| allowed[i]) {
-            for j in (i..n.min(i + max_answer_len)).filter(|&j| allowed[j]) {
+            let last = n.min(i.saturating_add(self.max_answer_len));
+            for j in (i..last).filter(|&j| allowed[j]) {
                 let score = start[i] * end[j];
                 if score > 0.0 {
                     candidates.push((score, i, j));
@@ -126,53 +165,53 @@ pub(super) fn run(p: &Pipeline, o: &QuestionAnsweringOptions, value: &Value) -> 
             }
         }
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let keep = if align {
-            top_k.saturating_mul(2).saturating_add(10)
-        } else {
-            top_k
+        let keep = match self.align {
+            true => self.top_k.saturating_mul(2).saturating_add(10),
+            false => self.top_k,
         };
         for &(score, s, e) in candidates.iter().take(keep) {
-            let aligned = match (align, enc.word_ids[s], enc.word_ids[e]) {
+            let aligned = match (self.align, enc.word_ids[s], enc.word_ids[e]) {
                 (true, Some(ws), Some(we)) => word_chars(enc, ws).zip(word_chars(enc, we)),
                 _ => None,
             };
             let (cs, ce) =
                 aligned.map_or((enc.offsets[s].0, enc.offsets[e].1), |(a, b)| (a.0, b.1));
-            let text = char_slice(&input.context, cs, ce);
-            match answers
-                .iter_mut()
-                .find(|a| a.answer.to_lowercase() == text.to_lowercase())
-            {
-                Some(a) => a.score += score,
-                None => answers.push(Span {
-                    score,
-                    start: cs,
-                    end: ce,
-                    answer: text,
-                }),
+            let text = self.context.slice(cs, ce).to_string();
+            match self.seen.get(&text.to_lowercase()) {
+                Some(&i) => self.answers[i].score += score,
+                None => {
+                    self.seen.insert(text.to_lowercase(), self.answers.len());
+                    self.answers.push(Span {
+                        score,
+                        start: cs,
+                        end: ce,
+                        answer: text,
+                    });
+                }
             }
         }
     }
-    if impossible {
-        answers.push(Span {
-            score: min_null,
-            start: 0,
-            end: 0,
-            answer: String::new(),
-        });
+
+    /// The best answers (one, or a list), with the empty answer when allowed.
+    fn answer(mut self, impossible: bool) -> Value {
+        if impossible {
+            self.answers.push(Span {
+                score: self.min_null,
+                start: 0,
+                end: 0,
+                answer: String::new(),
+            });
+        }
+        self.answers.sort_by(|a, b| b.score.total_cmp(&a.score));
+        self.answers.truncate(self.top_k);
+        let mut values: Vec<Value> = self
+            .answers
+            .into_iter()
+            .map(|a| json!({"score": a.score, "start": a.start, "end": a.end, "answer": a.answer}))
+            .collect();
+        match values.len() {
+            1 => values.remove(0),
+            _ => Value::Array(values),
+        }
     }
-    answers.sort_by(|a, b| b.score.total_cmp(&a.score));
-    answers.truncate(top_k);
-    let mut values: Vec<Value> = answers
-        .into_iter()
-        .map(|a| json!({"score": a.score, "start": a.start, "end": a.end, "answer": a.answer}))
-        .collect();
-    let value = match values.len() {
-        1 => values.remove(0),
-        _ => Value::Array(values),
-    };
-    Ok(Answer {
-        value,
-        warnings: Vec::new(),
-    })
 }

@@ -2,12 +2,13 @@
 //! entities, over overlapping windows for long texts (transformers'
 //! TokenClassificationPipeline).
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::text::CharIndex;
 use super::{row, softmax, Answer, Pipeline, TextInput};
 use crate::error::{Error, Result};
-use crate::tokenizer::{EncodeOptions, Truncation};
+use crate::tokenizer::{EncodeOptions, Encoding, Truncation};
 
 /// Token-classification aggregation (transformers' `aggregation_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -52,6 +53,8 @@ struct Token {
 #[derive(Clone)]
 struct Entity {
     entity: String,
+    /// The label (of its first token, for a group).
+    label: usize,
     score: f64,
     index: usize,
     word: String,
@@ -61,13 +64,6 @@ struct Entity {
 
 fn argmax(v: &[f64]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
-}
-
-/// Characters start..end of `text`, given the byte index of every character
-/// (`bytes[c]`, plus text.len() at the end).
-fn char_slice<'t>(text: &'t str, bytes: &[usize], start: usize, end: usize) -> &'t str {
-    let at = |c: usize| bytes.get(c).copied().unwrap_or(text.len());
-    &text[at(start)..at(end).max(at(start))]
 }
 
 pub(super) fn run(p: &Pipeline, o: &TokenClassificationOptions, value: &Value) -> Result<Answer> {
@@ -95,84 +91,205 @@ pub(super) fn run(p: &Pipeline, o: &TokenClassificationOptions, value: &Value) -
                 stride,
                 overflow: true,
             };
-            p.tokenizer().encode(text, None, opts)?
+            Some(p.tokenizer().windows(text, None, opts)?)
         }
-        None => vec![p.encode_one(text, None, &mut warnings)?],
+        None => None,
     };
-    let refs: Vec<_> = windows.iter().collect();
-    let out = p.forward(&refs)?;
+    let count = windows.as_ref().map_or(1, |w| w.len());
+    let index = CharIndex::new(text);
+    let mut spans: Vec<Found> = Vec::new();
+    // Windows run batch_size at a time; only their entities are kept.
+    let batch = p.input.batch_size();
+    for first in (0..count).step_by(batch) {
+        let encs = match &windows {
+            Some(w) => (first..(first + batch).min(count))
+                .map(|i| w.get(i))
+                .collect::<Result<Vec<_>>>()?,
+            None => vec![p.encode_one(text, None, &mut warnings)?],
+        };
+        let out = p.forward(&encs.iter().collect::<Vec<_>>())?;
+        for (w, enc) in encs.iter().enumerate() {
+            let logits = row(&out, "logits", w)?;
+            spans.extend(window_entities(
+                p,
+                enc,
+                logits,
+                &index,
+                aggregation,
+                &ignore,
+            )?);
+        }
+    }
+    // The tokens go before the answer is written.
+    drop(windows);
+    if count > 1 {
+        spans = resolve_overlaps(spans);
+    }
+    Ok(Answer::from_json(to_json(p, &spans))?.with_warnings(warnings))
+}
+
+/// A token or entity found: compact, as a long text may have millions.
+struct Found {
+    start: usize,
+    end: usize,
+    score: f64,
+    /// The token's index in its window; None for a group.
+    index: Option<usize>,
+    /// The label (of the group's first token).
+    label: usize,
+    word: Box<str>,
+}
+
+#[derive(Serialize)]
+struct TokenJson<'a> {
+    end: usize,
+    entity: &'a str,
+    index: usize,
+    score: f64,
+    start: usize,
+    word: &'a str,
+}
+
+#[derive(Serialize)]
+struct GroupJson<'a> {
+    end: usize,
+    entity_group: &'a str,
+    score: f64,
+    start: usize,
+    word: &'a str,
+}
+
+/// The answer's JSON list, written one entity at a time (keys in alphabetical order,
+/// as for every other answer).
+fn to_json(p: &Pipeline, found: &[Found]) -> String {
+    let labels: Vec<String> = (0..p.config().num_labels())
+        .map(|i| p.config().label(i))
+        .collect();
+    let label = |i: usize| labels.get(i).map_or("", String::as_str);
+    let mut out = Vec::with_capacity(found.len() * 96 + 2);
+    out.push(b'[');
+    for (i, f) in found.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let written = match f.index {
+            Some(index) => serde_json::to_writer(
+                &mut out,
+                &TokenJson {
+                    end: f.end,
+                    entity: label(f.label),
+                    index,
+                    score: f.score,
+                    start: f.start,
+                    word: &f.word,
+                },
+            ),
+            None => serde_json::to_writer(
+                &mut out,
+                &GroupJson {
+                    end: f.end,
+                    entity_group: group_name(label(f.label)),
+                    score: f.score,
+                    start: f.start,
+                    word: &f.word,
+                },
+            ),
+        };
+        // Writing to memory fails only on a non-finite score, which JSON writes as null.
+        if written.is_err() {
+            out.extend_from_slice(b"null");
+        }
+    }
+    out.push(b']');
+    // serde_json writes UTF-8; the lossy path only guards the impossible.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// A label without its B- / I- prefix.
+fn group_name(label: &str) -> &str {
+    label.split_once('-').map_or(label, |(_, t)| t)
+}
+
+/// One window's entities, labels in `ignore` left out.
+fn window_entities(
+    p: &Pipeline,
+    enc: &Encoding,
+    logits: &[f32],
+    text: &CharIndex,
+    aggregation: Aggregation,
+    ignore: &[String],
+) -> Result<Vec<Found>> {
     let labels = p.config().num_labels();
     let config = p.config();
     let unk = p.tokenizer().specials().unk;
-    let char_bytes: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
-    let mut entities: Vec<Value> = Vec::new();
-    let mut spans: Vec<(usize, usize, f64, Value)> = Vec::new();
-    for (w, enc) in windows.iter().enumerate() {
-        let logits = row(&out, "logits", w)?;
-        let mut tokens = Vec::new();
-        for i in 0..enc.len() {
-            if enc.sequence_ids[i].is_none() {
-                continue;
-            }
-            let (start, end) = enc.offsets[i];
-            let word_ref = char_slice(text, &char_bytes, start, end);
-            let mut word = enc.tokens[i].clone();
-            let mut is_subword = word.chars().count() != word_ref.chars().count();
-            if enc.ids[i] == unk {
-                word = word_ref.to_string();
-                is_subword = false;
-            }
-            tokens.push(Token {
-                word,
-                scores: softmax(&logits[i * labels..(i + 1) * labels]),
-                start,
-                end,
-                index: i,
-                is_subword,
+    let mut tokens = Vec::new();
+    for i in 0..enc.len() {
+        if enc.sequence_ids[i].is_none() {
+            continue;
+        }
+        let (start, end) = enc.offsets[i];
+        let word_ref = text.slice(start, end);
+        let mut word = enc.tokens[i].clone();
+        let mut is_subword = word.chars().count() != word_ref.chars().count();
+        if enc.ids[i] == unk {
+            word = word_ref.to_string();
+            is_subword = false;
+        }
+        tokens.push(Token {
+            word,
+            scores: softmax(&logits[i * labels..(i + 1) * labels]),
+            start,
+            end,
+            index: i,
+            is_subword,
+        });
+    }
+    let labelled: Vec<Entity> = match aggregation {
+        Aggregation::None | Aggregation::Simple => tokens
+            .iter()
+            .map(|t| {
+                let best = argmax(&t.scores);
+                Entity {
+                    entity: config.label(best),
+                    label: best,
+                    score: t.scores[best],
+                    index: t.index,
+                    word: t.word.clone(),
+                    start: t.start,
+                    end: t.end,
+                }
+            })
+            .collect(),
+        _ => words(p, &tokens, aggregation)?,
+    };
+    let mut spans = Vec::new();
+    if aggregation == Aggregation::None {
+        for e in labelled.into_iter().filter(|e| !ignore.contains(&e.entity)) {
+            spans.push(Found {
+                start: e.start,
+                end: e.end,
+                score: e.score,
+                index: Some(e.index),
+                label: e.label,
+                word: e.word.into(),
             });
         }
-        let labelled: Vec<Entity> = match aggregation {
-            Aggregation::None | Aggregation::Simple => tokens
-                .iter()
-                .map(|t| {
-                    let best = argmax(&t.scores);
-                    Entity {
-                        entity: config.label(best),
-                        score: t.scores[best],
-                        index: t.index,
-                        word: t.word.clone(),
-                        start: t.start,
-                        end: t.end,
-                    }
-                })
-                .collect(),
-            _ => words(p, &tokens, aggregation)?,
-        };
-        if aggregation == Aggregation::None {
-            for e in labelled.into_iter().filter(|e| !ignore.contains(&e.entity)) {
-                let v = json!({"entity": e.entity, "score": e.score, "index": e.index,
-                               "word": e.word, "start": e.start, "end": e.end});
-                spans.push((e.start, e.end, e.score, v));
+    } else {
+        for (group, score) in group_entities(p, &labelled)? {
+            if ignore.contains(&group.entity) {
+                continue;
             }
-        } else {
-            for (group, score) in group_entities(p, &labelled)? {
-                if ignore.contains(&group.entity) {
-                    continue;
-                }
-                let v = json!({"entity_group": group.entity, "score": score,
-                               "word": group.word, "start": group.start, "end": group.end});
-                spans.push((group.start, group.end, score, v));
-            }
+            spans.push(Found {
+                start: group.start,
+                end: group.end,
+                score,
+                index: None,
+                label: group.label,
+                word: group.word.into(),
+            });
         }
     }
-    if windows.len() > 1 {
-        spans = resolve_overlaps(spans);
-    }
-    entities.extend(spans.into_iter().map(|s| s.3));
-    Ok(Answer {
-        value: Value::Array(entities),
-        warnings,
-    })
+    Ok(spans)
 }
 
 /// Folds sub-words into words (first, average or max).
@@ -215,6 +332,7 @@ fn words(p: &Pipeline, tokens: &[Token], how: Aggregation) -> Result<Vec<Entity>
             };
             Ok(Entity {
                 entity: config.label(label),
+                label,
                 score,
                 index: g[0].index,
                 word: p.tokenizer().tokens_to_string(&word_tokens)?,
@@ -240,15 +358,13 @@ fn group_entities(p: &Pipeline, entities: &[Entity]) -> Result<Vec<(Entity, f64)
     let mut current: Vec<&Entity> = Vec::new();
     let mut flush = |current: &mut Vec<&Entity>| -> Result<()> {
         if let Some(first) = current.first() {
-            let name = first
-                .entity
-                .split_once('-')
-                .map_or(first.entity.as_str(), |(_, t)| t);
+            let name = group_name(&first.entity);
             let words: Vec<String> = current.iter().map(|e| e.word.clone()).collect();
             let score = current.iter().map(|e| e.score).sum::<f64>() / current.len() as f64;
             out.push((
                 Entity {
                     entity: name.to_string(),
+                    label: first.label,
                     score,
                     index: first.index,
                     word: p.tokenizer().tokens_to_string(&words)?,
@@ -277,17 +393,17 @@ fn group_entities(p: &Pipeline, entities: &[Entity]) -> Result<Vec<(Entity, f64)
 
 /// Where entities from overlapping windows overlap, the longer span wins, then the
 /// higher score.
-fn resolve_overlaps(mut spans: Vec<(usize, usize, f64, Value)>) -> Vec<(usize, usize, f64, Value)> {
-    spans.sort_by_key(|s| s.0);
+fn resolve_overlaps(mut spans: Vec<Found>) -> Vec<Found> {
+    spans.sort_by_key(|s| s.start);
     let mut iter = spans.into_iter();
     let Some(mut prev) = iter.next() else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for s in iter {
-        if prev.0 <= s.0 && s.0 < prev.1 {
-            let (len, prev_len) = (s.1 - s.0, prev.1 - prev.0);
-            if len > prev_len || (len == prev_len && s.2 > prev.2) {
+        if prev.start <= s.start && s.start < prev.end {
+            let (len, prev_len) = (s.end - s.start, prev.end - prev.start);
+            if len > prev_len || (len == prev_len && s.score > prev.score) {
                 prev = s;
             }
         } else {

@@ -6,9 +6,11 @@
 //! truncation and padding settings are dropped: the caller decides per call.
 //! Offsets are character positions in the original text.
 
+mod pieces;
+mod windows;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
@@ -16,10 +18,12 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{AddedToken, EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
+use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{Error, Result};
 use crate::weights::ModelSource;
+
+pub use windows::Windows;
 
 /// Which sequence of a pair gives up tokens when the pair is too long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -149,8 +153,6 @@ impl TokenField {
 /// A BERT tokenizer (Send + Sync; encode from many threads).
 pub struct BertTokenizer {
     base: Tokenizer,
-    /// Copies of `base` configured for one truncation setting each.
-    truncating: Mutex<HashMap<(usize, Truncation, usize), Arc<Tokenizer>>>,
     specials: SpecialTokens,
     model_max_length: Option<usize>,
 }
@@ -236,7 +238,6 @@ impl BertTokenizer {
             .map(|n| n as usize);
         Ok(BertTokenizer {
             base,
-            truncating: Mutex::new(HashMap::new()),
             specials,
             model_max_length,
         })
@@ -303,61 +304,37 @@ impl BertTokenizer {
         pair: Option<&str>,
         opts: EncodeOptions,
     ) -> Result<Vec<Encoding>> {
-        // An empty pair is no pair, as in transformers.
-        let input: EncodeInput = match pair {
-            Some(p) if !p.is_empty() => (text, p).into(),
-            _ => text.into(),
-        };
-        let tk = match opts.max_length {
-            None => None,
-            Some(max) => Some(self.truncating_tokenizer(max, opts.truncation, opts.stride)?),
-        };
-        let tokenizer = tk.as_deref().unwrap_or(&self.base);
-        let mut e = tokenizer
-            .encode_char_offsets(input, true)
-            .map_err(|e| Error::Input(format!("cannot tokenize: {e}")))?;
-        let overflowing = e.take_overflowing();
-        let mut out = vec![Encoding::from_tk(&e)];
-        out[0].truncated = !overflowing.is_empty();
-        if opts.overflow {
-            out.extend(overflowing.iter().map(Encoding::from_tk));
-        }
-        Ok(out)
+        let windows = self.windows(text, pair, opts)?;
+        let n = if opts.overflow { windows.len() } else { 1 };
+        (0..n).map(|i| windows.get(i)).collect()
     }
 
-    fn truncating_tokenizer(
+    /// The windows of a text (or pair), each encoded when asked for: what `encode`
+    /// returns, without holding every window at once. Memory is bounded by the tokens
+    /// kept, whatever the length of the text.
+    pub fn windows(
         &self,
-        max: usize,
-        strategy: Truncation,
-        stride: usize,
-    ) -> Result<Arc<Tokenizer>> {
-        let key = (max, strategy, stride);
-        let mut cache = self
-            .truncating
-            .lock()
-            .map_err(|_| Error::Input("tokenizer cache poisoned by an earlier panic".into()))?;
-        if let Some(tk) = cache.get(&key) {
-            return Ok(Arc::clone(tk));
-        }
-        let mut tk = self.base.clone();
-        tk.with_truncation(Some(TruncationParams {
-            max_length: max,
-            strategy: match strategy {
-                Truncation::LongestFirst => TruncationStrategy::LongestFirst,
-                Truncation::OnlyFirst => TruncationStrategy::OnlyFirst,
-                Truncation::OnlySecond => TruncationStrategy::OnlySecond,
-            },
-            stride,
-            ..Default::default()
-        }))
-        .map_err(|e| {
-            Error::Input(format!(
-                "truncation to {max} tokens with stride {stride}: {e}"
-            ))
-        })?;
-        let tk = Arc::new(tk);
-        cache.insert(key, Arc::clone(&tk));
-        Ok(tk)
+        text: &str,
+        pair: Option<&str>,
+        opts: EncodeOptions,
+    ) -> Result<Windows<'_>> {
+        // An empty pair is no pair, as in transformers.
+        let pair = pair.filter(|p| !p.is_empty());
+        Windows::new(&self.base, text, pair, opts)
+    }
+
+    /// As [`BertTokenizer::windows`], tokenizing `piece_bytes` of text at a time (for
+    /// tests of the piecewise tokenization).
+    #[doc(hidden)]
+    pub fn windows_in_pieces(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        opts: EncodeOptions,
+        piece_bytes: usize,
+    ) -> Result<Windows<'_>> {
+        let pair = pair.filter(|p| !p.is_empty());
+        Windows::with_pieces(&self.base, text, pair, opts, piece_bytes)
     }
 }
 
