@@ -377,89 +377,17 @@ pub fn attention<E: Elem>(
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// gather_cls_*: out[b] = act(x[first token of b] + bias).
-pub fn gather_cls<E: Elem>(
-    x: &[E],
-    r: &Ragged,
-    bias: Option<&[E]>,
-    act: Option<Activation>,
-    width: usize,
-    out: &mut [E],
-) {
+/// gather_cls_*: out[b] = x[first token of b].
+pub fn gather_cls<E: Elem>(x: &[E], r: &Ragged, width: usize, out: &mut [E]) {
     assert!(x.len() == r.total() * width && out.len() == r.batch() * width);
-    assert!(bias.is_none_or(|b| b.len() == width));
     let args = GatherClsArgs {
         x: addr(x),
         cu_seqlens: addr(&r.cu_seqlens),
-        bias: ptr(bias),
         out: mut_ptr(out),
         batch: r.batch() as i32,
         width: width as i32,
-        act: act_code(act),
     };
     // SAFETY: rows cu_seqlens[b] < total are read; batch rows written.
     unsafe { cuda::gather_cls(&HostGpu::default(), E::DTYPE, &args) }
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// qa_split_*: [tokens, 2] logits -> padded start and end logits [batch, max_len].
-pub fn qa_split<E: Elem>(
-    logits: &[E],
-    bias: Option<&[E]>,
-    r: &Ragged,
-    fill: f32,
-    start: &mut [E],
-    end: &mut [E],
-) {
-    assert_eq!(logits.len(), r.total() * 2);
-    assert!(bias.is_none_or(|b| b.len() == 2));
-    let n = r.batch() * r.max_len();
-    assert!(start.len() == n && end.len() == n);
-    let args = QaSplitArgs {
-        logits: addr(logits),
-        bias: ptr(bias),
-        cu_seqlens: addr(&r.cu_seqlens),
-        start: mut_ptr(start),
-        end: mut_ptr(end),
-        max_len: r.max_len() as i32,
-        fill,
-    };
-    // SAFETY: valid tokens' logits are read; batch * max_len values written to each.
-    unsafe { cuda::qa_split(&HostGpu::default(), E::DTYPE, &args, r.batch()) }
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// What label_probs_* applies after the bias.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LabelMode {
-    /// Logits plus bias.
-    Raw = 0,
-    /// Softmax over the labels of a row.
-    Softmax = 1,
-    /// Independent sigmoids.
-    Sigmoid = 2,
-}
-
-/// label_probs_*: one warp per row of [rows, labels].
-pub fn label_probs<E: Elem>(
-    x: &[E],
-    bias: Option<&[E]>,
-    labels: usize,
-    mode: LabelMode,
-    out: &mut [f32],
-) {
-    assert!(labels > 0 && x.len().is_multiple_of(labels) && out.len() == x.len());
-    assert!(bias.is_none_or(|b| b.len() == labels));
-    let rows = x.len() / labels;
-    let args = LabelProbsArgs {
-        x: addr(x),
-        bias: ptr(bias),
-        out: mut_ptr(out),
-        rows: rows as i32,
-        labels: labels as i32,
-        mode: mode as i32,
-    };
-    // SAFETY: rows * labels elements in x and out, labels in bias.
-    unsafe { cuda::label_probs(&HostGpu::default(), E::DTYPE, &args) }
         .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -13,12 +13,8 @@ pub const TESTED: &[(&str, &str)] = &[
     ("embeddings_f32", "embeddings"),
     ("gather_cls_f16", "pooler"),
     ("gather_cls_f32", "pooler"),
-    ("label_probs_f16", "heads"),
-    ("label_probs_f32", "heads"),
     ("layernorm_f16", "layernorm"),
     ("layernorm_f32", "layernorm"),
-    ("qa_split_f16", "heads"),
-    ("qa_split_f32", "heads"),
     ("qkv_split_f16", "qkv"),
     ("qkv_split_f32", "qkv"),
 ];

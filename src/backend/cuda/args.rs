@@ -107,34 +107,7 @@ pub struct AttentionArgs {
 pub struct GatherClsArgs {
     pub x: DevPtr,
     pub cu_seqlens: DevPtr,
-    pub bias: DevPtr,
     pub out: DevPtr,
     pub batch: i32,
     pub width: i32,
-    pub act: i32,
-}
-
-/// `QaSplitArgs` (heads.cu).
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct QaSplitArgs {
-    pub logits: DevPtr,
-    pub bias: DevPtr,
-    pub cu_seqlens: DevPtr,
-    pub start: DevPtr,
-    pub end: DevPtr,
-    pub max_len: i32,
-    pub fill: f32,
-}
-
-/// `LabelProbsArgs` (heads.cu).
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct LabelProbsArgs {
-    pub x: DevPtr,
-    pub bias: DevPtr,
-    pub out: DevPtr,
-    pub rows: i32,
-    pub labels: i32,
-    pub mode: i32,
 }

@@ -461,11 +461,9 @@ impl<G: Gpu> GpuBackend<G> {
                 let a = GatherClsArgs {
                     x: cx.buf(g.x),
                     cu_seqlens: cx.at(cx.layout.cu_seqlens),
-                    bias: 0,
                     out: cx.buf(g.out),
                     batch: t.batch as i32,
                     width: g.width as i32,
-                    act: 0,
                 };
                 unsafe { launch::gather_cls(gpu, dt, &a) }
             }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 /// Every entry point of kernels/*.cu, sorted (the harness checks this list against the
 /// kernels' BERTRT_ENTRY lines; the driver loads them all up front).
-pub const ENTRY_POINTS: [&str; 18] = [
+pub const ENTRY_POINTS: [&str; 14] = [
     "attention_f16",
     "attention_f16_hd32",
     "attention_f16_hd64",
@@ -22,12 +22,8 @@ pub const ENTRY_POINTS: [&str; 18] = [
     "embeddings_f32",
     "gather_cls_f16",
     "gather_cls_f32",
-    "label_probs_f16",
-    "label_probs_f32",
     "layernorm_f16",
     "layernorm_f32",
-    "qa_split_f16",
-    "qa_split_f32",
     "qkv_split_f16",
     "qkv_split_f32",
 ];
@@ -191,7 +187,7 @@ pub unsafe fn attention<G: Gpu>(
     Ok(name)
 }
 
-/// gather_cls_*: out[b] = act(x[first token of b] + bias), one block per sequence.
+/// gather_cls_*: out[b] = x[first token of b], one block per sequence.
 ///
 /// # Safety
 /// cu_seqlens holds batch + 1 entries; rows they name lie in x; batch rows in out.
@@ -199,25 +195,4 @@ pub unsafe fn gather_cls<G: Gpu>(gpu: &G, dt: Dtype, a: &GatherClsArgs) -> Resul
     let g = geometry([a.batch as usize, 1, 1], 128, 0);
     // SAFETY: the caller vouches for the addresses.
     unsafe { run(gpu, &entry("gather_cls", dt), g, a) }
-}
-
-/// qa_split_*: [tokens, 2] logits to padded start and end logits, one block per
-/// sequence.
-///
-/// # Safety
-/// cu_seqlens holds batch + 1 entries; start and end hold batch * max_len values.
-pub unsafe fn qa_split<G: Gpu>(gpu: &G, dt: Dtype, a: &QaSplitArgs, batch: usize) -> Result<()> {
-    let g = geometry([batch, 1, 1], 128, 0);
-    // SAFETY: the caller vouches for the addresses.
-    unsafe { run(gpu, &entry("qa_split", dt), g, a) }
-}
-
-/// label_probs_*: one warp per row of [rows, labels].
-///
-/// # Safety
-/// rows * labels elements in x and out, labels in bias.
-pub unsafe fn label_probs<G: Gpu>(gpu: &G, dt: Dtype, a: &LabelProbsArgs) -> Result<()> {
-    let g = geometry([(a.rows as usize).div_ceil(4), 1, 1], 128, 0);
-    // SAFETY: the caller vouches for the addresses.
-    unsafe { run(gpu, &entry("label_probs", dt), g, a) }
 }
