@@ -15,7 +15,8 @@
 //!   step from the executor's `Ctx`; `GpuBackend` dispatches each step to one in a line.
 //!
 //! [`KERNELS`] lists every kernel with its entry points: the driver loads them all up
-//! front and the harness checks them against the kernels' BERTRT_ENTRY lines.
+//! front, the harness checks them against the kernels' BERTRT_ENTRY lines, and the
+//! emulated backend tests check that running the models launches every one.
 
 pub mod attention;
 pub mod bias_act;
