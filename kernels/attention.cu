@@ -36,17 +36,17 @@ struct AttentionArgs {
     const T* q;
     const T* k;
     const T* v;
-    HeadLayout layout;     // of q, k and v
     const T* rel_table;    // [2 * max_positions - 1, head_dim], or null
     T* out;                // [tokens, heads * head_dim]
-    T* probs;              // [batch, heads, max_len, max_len], or null
-    int causal;            // 1: query i sees keys 0..=i
+    T* probs;              // [batch, heads, max_len, past + max_len], or null
+    const unsigned char* key_mask;  // [batch, mask_stride], 1 = may attend; or null
+    HeadLayout layout;     // of q (and of k and v without a cache)
+    HeadLayout kv_layout;  // of k and v: `layout`, or the padded cache (max_len = capacity)
+    int causal;            // 1: query i sees keys 0..=past + i
     int rel_kind;          // 1: relative_key, 2: relative_key_query (with rel_table)
     int max_positions;     // rows of the distance table are 2 * max_positions - 1
     float scale;           // 1 / sqrt(head_dim)
-    HeadLayout kv_layout;  // of k and v: `layout`, or the padded cache (max_len = capacity)
-    const unsigned char* key_mask;  // [batch, mask_stride], 1 = may attend; or null
-    int mask_stride;
+    int mask_stride;       // past + max_len
     int past;              // cached keys before this step's tokens (0 without a cache)
 };
 

@@ -1,12 +1,15 @@
 //! [`HostGpu`]: bertrt's `Gpu` trait over host memory and the host-compiled kernels, so
 //! the CUDA backend itself (lowering, fusion, arena, packing, key/value caches) runs and
 //! is checked on a machine without a GPU. GEMMs are plain f32-accumulating loops, as
-//! cuBLAS computes them; graphs are not emulated (work runs as queued).
+//! cuBLAS computes them; graphs are not emulated (work runs as queued). Each device
+//! records the entry points launched through it, so a test can tell which kernels a run
+//! of the backend used.
 
 use std::alloc::Layout;
+use std::collections::BTreeSet;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bertrt::backend::cuda::{DevPtr, Dtype, Gemm, Geometry, Gpu};
 use bertrt::{Error, Result};
@@ -23,16 +26,31 @@ extern "C" {
     ) -> i32;
 }
 
-/// The emulated device: memory is host memory; clones share the allocation count.
+/// The emulated device: memory is host memory; clones share the allocation count and
+/// the record of launched entry points.
 #[derive(Debug, Clone, Default)]
 pub struct HostGpu {
     allocations: Arc<AtomicUsize>,
+    launched: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl HostGpu {
     /// Allocations made through this device (and its clones) so far.
     pub fn allocations(&self) -> usize {
         self.allocations.load(Ordering::SeqCst)
+    }
+
+    /// Entry points launched through this device (and its clones) so far, sorted.
+    pub fn launched(&self) -> Vec<String> {
+        let launched = self.launched.lock().unwrap_or_else(|e| e.into_inner());
+        launched.iter().cloned().collect()
+    }
+
+    fn record(&self, kernel: &str) {
+        let mut launched = self.launched.lock().unwrap_or_else(|e| e.into_inner());
+        if !launched.contains(kernel) {
+            launched.insert(kernel.to_owned());
+        }
     }
 }
 
@@ -141,7 +159,10 @@ impl Gpu for HostGpu {
             )
         };
         match rc {
-            0 => Ok(()),
+            0 => {
+                self.record(kernel);
+                Ok(())
+            }
             -1 => Err(Error::Cuda(format!(
                 "no kernel named {kernel} (is its BERTRT_ENTRY line there?)"
             ))),

@@ -1,13 +1,12 @@
-//! Safe launchers: each checks its buffers, picks the geometry the CUDA launcher uses and
-//! runs the entry point through the host runtime.
+//! Safe launchers: each checks its slices against every size the kernel will touch, then
+//! launches through the CUDA backend's own launcher (`bertrt::backend::cuda::ops`), so
+//! the entry point, the geometry and every code, stride and scale the kernel gets are
+//! the ones the GPU gets.
 
 use std::ffi::{c_char, c_long, CStr, CString};
 
-use bertrt::backend::cuda::args::*;
-use bertrt::backend::cuda::launch as cuda;
-pub use bertrt::backend::cuda::launch::{
-    act_code, attention_smem_bytes, row_threads, AttnPath, ATTENTION_SMEM_LIMIT,
-};
+pub use bertrt::backend::cuda::ops::attention::AttnPath;
+use bertrt::backend::cuda::ops::{attention, bias_act, embeddings, layernorm, pooler};
 use bertrt::backend::cuda::{DevPtr, Geometry, Gpu};
 use bertrt::config::{Activation, PositionEmbeddingType};
 
@@ -62,6 +61,11 @@ pub fn kernels() -> Vec<String> {
     }
 }
 
+/// The launch's result; a refused launch fails the test.
+fn done<T>(r: bertrt::Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn ptr<E>(s: Option<&[E]>) -> DevPtr {
     s.map_or(0, |s| s.as_ptr() as DevPtr)
 }
@@ -90,7 +94,7 @@ pub struct EmbeddingTables<'a, E> {
     pub eps: f32,
 }
 
-/// embeddings_*: one block of [`row_threads`] per token.
+/// embeddings_*: gather, sum and LayerNorm of every token row.
 pub fn embeddings<E: Elem>(
     t: &EmbeddingTables<E>,
     ids: &[i32],
@@ -110,7 +114,7 @@ pub fn embeddings<E: Elem>(
     };
     assert!(in_table(t.word, ids) && in_table(t.token_type, type_ids));
     assert!(t.position.is_none_or(|p| in_table(p, positions)));
-    let args = EmbeddingsArgs {
+    let bufs = embeddings::Buffers {
         ids: addr(ids),
         type_ids: addr(type_ids),
         positions: addr(positions),
@@ -120,18 +124,18 @@ pub fn embeddings<E: Elem>(
         gamma: addr(t.gamma),
         beta: addr(t.beta),
         out: mut_ptr(out),
-        tokens: tokens as i32,
-        hidden: hidden as i32,
+    };
+    let spec = embeddings::Spec {
+        tokens,
+        hidden,
         eps: t.eps,
     };
     // SAFETY: every index the kernel reads was checked against its table above; it
     // writes out[t * hidden .. (t + 1) * hidden] for t < tokens.
-    unsafe { cuda::embeddings(&HostGpu::default(), E::DTYPE, &args) }
-        .unwrap_or_else(|e| panic!("{e}"));
+    done(unsafe { embeddings::launch(&HostGpu::default(), E::DTYPE, &bufs, &spec) });
 }
 
-/// layernorm_*: out = LayerNorm(act(x + bias) + residual), one block of [`row_threads`]
-/// per row.
+/// layernorm_*: out = LayerNorm(act(x + bias) + residual) row by row.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm<E: Elem>(
     x: &[E],
@@ -149,27 +153,26 @@ pub fn layernorm<E: Elem>(
     );
     assert!(bias.is_none_or(|b| b.len() == width));
     assert!(residual.is_none_or(|r| r.len() == x.len()));
-    let rows = x.len() / width;
-    let args = LayerNormArgs {
+    let bufs = layernorm::Buffers {
         x: addr(x),
         bias: ptr(bias),
         residual: ptr(residual),
         gamma: addr(gamma),
         beta: addr(beta),
         out: mut_ptr(out),
-        rows: rows as i32,
-        width: width as i32,
-        act: act_code(act),
+    };
+    let spec = layernorm::Spec {
+        rows: x.len() / width,
+        width,
+        act,
         eps,
     };
     // SAFETY: rows * width elements in x, residual and out; width in bias, gamma, beta.
-    unsafe { cuda::layernorm(&HostGpu::default(), E::DTYPE, &args) }
-        .unwrap_or_else(|e| panic!("{e}"));
+    done(unsafe { layernorm::launch(&HostGpu::default(), E::DTYPE, &bufs, &spec) });
 }
 
-/// bias_act_*: out = act(x + bias) over [rows, n]; 256 threads a block, at most
-/// `max_blocks` blocks (the CUDA launcher uses 1024; tests lower it to exercise the
-/// grid-stride loop).
+/// bias_act_*: out = act(x + bias) over [rows, n], in at most `max_blocks` blocks (the
+/// backend uses [`bias_act::MAX_BLOCKS`]; tests lower it to turn the grid-stride loop).
 pub fn bias_act<E: Elem>(
     x: &[E],
     bias: Option<&[E]>,
@@ -180,17 +183,19 @@ pub fn bias_act<E: Elem>(
 ) {
     assert!(n > 0 && x.len().is_multiple_of(n) && out.len() == x.len());
     assert!(bias.is_none_or(|b| b.len() == n));
-    let args = BiasActArgs {
+    let bufs = bias_act::Buffers {
         x: addr(x),
         bias: ptr(bias),
         out: mut_ptr(out),
-        rows: (x.len() / n) as i32,
-        n: n as i32,
-        act: act_code(act),
+    };
+    let spec = bias_act::Spec {
+        rows: x.len() / n,
+        n,
+        act,
+        max_blocks,
     };
     // SAFETY: rows * n elements in x and out, n in bias.
-    unsafe { cuda::bias_act(&HostGpu::default(), E::DTYPE, &args, max_blocks) }
-        .unwrap_or_else(|e| panic!("{e}"));
+    done(unsafe { bias_act::launch(&HostGpu::default(), E::DTYPE, &bufs, &spec) });
 }
 
 /// Geometry of per-head buffers.
@@ -205,14 +210,26 @@ pub struct Heads {
 }
 
 impl Heads {
+    /// These heads over `r` as the kernels see them, with K and V in `cache` if given.
+    pub fn over(&self, r: &Ragged, cache: Option<Cache>) -> attention::Heads {
+        attention::Heads {
+            cu_seqlens: addr(&r.cu_seqlens),
+            batch: r.batch(),
+            heads: self.heads,
+            head_dim: self.head_dim,
+            max_len: r.max_len(),
+            total_tokens: r.total(),
+            packed: self.packed,
+            cache: cache.map(|c| attention::Cached {
+                capacity: c.capacity,
+                past: c.past,
+            }),
+        }
+    }
+
     /// Elements of one of Q, K, V in this layout.
     pub fn len(&self, r: &Ragged) -> usize {
-        let rows = if self.packed {
-            r.total()
-        } else {
-            r.batch() * r.max_len()
-        };
-        self.heads * rows * self.head_dim
+        self.over(r, None).q_elems()
     }
 
     /// Offset of row i of head h of sequence b (the kernels' HeadLayout::row).
@@ -221,17 +238,6 @@ impl Heads {
             (h * r.total() + r.start(b) + i) * self.head_dim
         } else {
             ((b * self.heads + h) * r.max_len() + i) * self.head_dim
-        }
-    }
-
-    fn layout(&self, r: &Ragged) -> HeadLayout {
-        HeadLayout {
-            cu_seqlens: addr(&r.cu_seqlens),
-            heads: self.heads as i32,
-            head_dim: self.head_dim as i32,
-            max_len: r.max_len() as i32,
-            total_tokens: r.total() as i32,
-            packed: self.packed as i32,
         }
     }
 }
@@ -248,20 +254,6 @@ pub struct Cache<'a> {
     pub key_mask: Option<&'a [u8]>,
 }
 
-impl Cache<'_> {
-    fn layout(&self, r: &Ragged, g: Heads) -> HeadLayout {
-        HeadLayout {
-            max_len: self.capacity as i32,
-            packed: 0,
-            ..g.layout(r)
-        }
-    }
-
-    fn len(&self, r: &Ragged, g: Heads) -> usize {
-        r.batch() * g.heads * self.capacity * g.head_dim
-    }
-}
-
 /// qkv_split_*: bias add + head split of the packed [tokens, 3 * hidden] QKV output;
 /// with a cache, K and V are appended to it at position `past`.
 #[allow(clippy::too_many_arguments)]
@@ -275,32 +267,26 @@ pub fn qkv_split<E: Elem>(
     k: &mut [E],
     v: &mut [E],
 ) {
+    let h = g.over(r, cache);
     let hidden = g.heads * g.head_dim;
     assert_eq!(qkv.len(), r.total() * 3 * hidden);
     assert!(bias.is_none_or(|b| b.len() == 3 * hidden));
-    assert_eq!(q.len(), g.len(r));
-    let (kv_layout, kv_len, kv_offset) = match cache {
-        Some(c) => {
-            assert!(c.past + r.max_len() <= c.capacity, "the cache is full");
-            (c.layout(r, g), c.len(r, g), c.past)
-        }
-        None => (g.layout(r), g.len(r), 0),
-    };
-    assert!(k.len() == kv_len && v.len() == kv_len);
-    let args = QkvSplitArgs {
+    assert_eq!(q.len(), h.q_elems());
+    assert!(k.len() == h.kv_elems() && v.len() == h.kv_elems());
+    assert!(
+        cache.is_none_or(|c| h.keys() <= c.capacity),
+        "the cache is full"
+    );
+    let bufs = attention::SplitBuffers {
         qkv: addr(qkv),
         bias: ptr(bias),
         q: mut_ptr(q),
         k: mut_ptr(k),
         v: mut_ptr(v),
-        layout: g.layout(r),
-        kv_layout,
-        kv_offset: kv_offset as i32,
     };
     // SAFETY: rows of valid tokens only are read; every written row lies in the layout
     // whose size was checked above.
-    unsafe { cuda::qkv_split(&HostGpu::default(), E::DTYPE, &args, r.batch()) }
-        .unwrap_or_else(|e| panic!("{e}"));
+    done(unsafe { attention::launch_split(&HostGpu::default(), E::DTYPE, &bufs, &h) });
 }
 
 /// The relative-position distance table and its kind.
@@ -330,136 +316,59 @@ pub fn attention<E: Elem>(
     out: &mut [E],
     probs: Option<&mut [E]>,
 ) -> String {
-    let (l, d) = (r.max_len(), g.head_dim);
-    let past = cache.map_or(0, |c| c.past);
-    let keys = past + l;
-    assert_eq!(q.len(), g.len(r));
-    let kv_len = cache.map_or(g.len(r), |c| c.len(r, g));
-    assert!(k.len() == kv_len && v.len() == kv_len);
-    if let Some(c) = cache {
-        assert!(keys <= c.capacity);
-        assert!(c.key_mask.is_none_or(|m| m.len() == r.batch() * keys));
-    }
-    assert_eq!(out.len(), r.total() * g.heads * d);
+    let h = g.over(r, cache);
+    let keys = h.keys();
+    assert_eq!(q.len(), h.q_elems());
+    assert!(k.len() == h.kv_elems() && v.len() == h.kv_elems());
+    let key_mask = cache.and_then(|c| c.key_mask);
+    assert!(cache.is_none_or(|c| keys <= c.capacity));
+    assert!(key_mask.is_none_or(|m| m.len() == r.batch() * keys));
+    assert_eq!(out.len(), r.total() * g.heads * g.head_dim);
     if let Some(p) = &probs {
-        assert_eq!(p.len(), r.batch() * g.heads * l * keys);
+        assert_eq!(p.len(), r.batch() * g.heads * r.max_len() * keys);
     }
     if let Some(rel) = &relative {
-        assert!(keys <= rel.max_positions && rel.table.len() == (2 * rel.max_positions - 1) * d);
+        assert!(keys <= rel.max_positions);
+        assert_eq!(rel.table.len(), (2 * rel.max_positions - 1) * g.head_dim);
     }
-    let key_mask = cache.and_then(|c| c.key_mask);
-    let args = AttentionArgs {
+    let bufs = attention::Buffers {
         q: addr(q),
         k: addr(k),
         v: addr(v),
-        layout: g.layout(r),
         rel_table: relative.map_or(0, |rel| addr(rel.table)),
         out: mut_ptr(out),
         probs: probs.map_or(0, |p| mut_ptr(p)),
-        causal: causal as i32,
-        rel_kind: match relative.map(|rel| rel.kind) {
-            Some(PositionEmbeddingType::RelativeKeyQuery) => 2,
-            Some(_) => 1,
-            None => 0,
-        },
-        max_positions: relative.map_or(0, |rel| rel.max_positions as i32),
-        scale: (1.0 / (d as f64).sqrt()) as f32,
-        kv_layout: cache.map_or(g.layout(r), |c| c.layout(r, g)),
         key_mask: key_mask.map_or(0, addr),
-        mask_stride: keys as i32,
-        past: past as i32,
+    };
+    let spec = attention::Spec {
+        heads: h,
+        causal,
+        relative: relative.map(|rel| attention::Relative {
+            kind: rel.kind,
+            max_positions: rel.max_positions,
+        }),
+        path,
     };
     // SAFETY: q, k, v hold the layouts checked above; queries are read below each
     // sequence's length and keys below past + length <= capacity; the key mask holds
     // past + max_len entries per sequence; distance rows stay below 2 * max_positions - 1
     // because past + max_len <= max_positions; out and probs were sized above.
-    unsafe { cuda::attention(&HostGpu::default(), E::DTYPE, &args, r.batch(), path) }
-        .unwrap_or_else(|e| panic!("{e}"))
+    let entry = done(unsafe { attention::launch(&HostGpu::default(), E::DTYPE, &bufs, &spec) });
+    entry.to_owned()
 }
 
-/// gather_cls_*: out[b] = act(x[first token of b] + bias).
-pub fn gather_cls<E: Elem>(
-    x: &[E],
-    r: &Ragged,
-    bias: Option<&[E]>,
-    act: Option<Activation>,
-    width: usize,
-    out: &mut [E],
-) {
+/// gather_cls_*: out[b] = x[first token of b].
+pub fn gather_cls<E: Elem>(x: &[E], r: &Ragged, width: usize, out: &mut [E]) {
     assert!(x.len() == r.total() * width && out.len() == r.batch() * width);
-    assert!(bias.is_none_or(|b| b.len() == width));
-    let args = GatherClsArgs {
+    let bufs = pooler::Buffers {
         x: addr(x),
         cu_seqlens: addr(&r.cu_seqlens),
-        bias: ptr(bias),
         out: mut_ptr(out),
-        batch: r.batch() as i32,
-        width: width as i32,
-        act: act_code(act),
+    };
+    let spec = pooler::Spec {
+        batch: r.batch(),
+        width,
     };
     // SAFETY: rows cu_seqlens[b] < total are read; batch rows written.
-    unsafe { cuda::gather_cls(&HostGpu::default(), E::DTYPE, &args) }
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// qa_split_*: [tokens, 2] logits -> padded start and end logits [batch, max_len].
-pub fn qa_split<E: Elem>(
-    logits: &[E],
-    bias: Option<&[E]>,
-    r: &Ragged,
-    fill: f32,
-    start: &mut [E],
-    end: &mut [E],
-) {
-    assert_eq!(logits.len(), r.total() * 2);
-    assert!(bias.is_none_or(|b| b.len() == 2));
-    let n = r.batch() * r.max_len();
-    assert!(start.len() == n && end.len() == n);
-    let args = QaSplitArgs {
-        logits: addr(logits),
-        bias: ptr(bias),
-        cu_seqlens: addr(&r.cu_seqlens),
-        start: mut_ptr(start),
-        end: mut_ptr(end),
-        max_len: r.max_len() as i32,
-        fill,
-    };
-    // SAFETY: valid tokens' logits are read; batch * max_len values written to each.
-    unsafe { cuda::qa_split(&HostGpu::default(), E::DTYPE, &args, r.batch()) }
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// What label_probs_* applies after the bias.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LabelMode {
-    /// Logits plus bias.
-    Raw = 0,
-    /// Softmax over the labels of a row.
-    Softmax = 1,
-    /// Independent sigmoids.
-    Sigmoid = 2,
-}
-
-/// label_probs_*: one warp per row of [rows, labels].
-pub fn label_probs<E: Elem>(
-    x: &[E],
-    bias: Option<&[E]>,
-    labels: usize,
-    mode: LabelMode,
-    out: &mut [f32],
-) {
-    assert!(labels > 0 && x.len().is_multiple_of(labels) && out.len() == x.len());
-    assert!(bias.is_none_or(|b| b.len() == labels));
-    let rows = x.len() / labels;
-    let args = LabelProbsArgs {
-        x: addr(x),
-        bias: ptr(bias),
-        out: mut_ptr(out),
-        rows: rows as i32,
-        labels: labels as i32,
-        mode: mode as i32,
-    };
-    // SAFETY: rows * labels elements in x and out, labels in bias.
-    unsafe { cuda::label_probs(&HostGpu::default(), E::DTYPE, &args) }
-        .unwrap_or_else(|e| panic!("{e}"));
+    done(unsafe { pooler::launch(&HostGpu::default(), E::DTYPE, &bufs, &spec) });
 }

@@ -3,9 +3,11 @@
 //! build.rs compiles kernels/*.cu as host C++ against kernels/host/cuda_host.h, which maps
 //! the CUDA built-ins onto threads and barriers (one std::thread per CUDA thread, blocks
 //! one after another). This crate wraps each entry point in a safe function that checks
-//! every buffer size, picks the launch geometry the CUDA launcher will use, and launches
-//! the kernel by name with its `#[repr(C)]` argument struct, so tests can compare each
-//! kernel with the CPU op it replaces.
+//! every buffer size and launches it through the CUDA backend's own launcher
+//! (`bertrt::backend::cuda::ops`, which picks the entry point and geometry and builds the
+//! argument struct), so tests compare with the CPU op it replaces exactly the launch the
+//! GPU gets. [`HostGpu`] is the backend's `Gpu` on this emulation, which runs the whole
+//! CUDA backend on the host.
 
 pub mod check;
 pub mod gpu;

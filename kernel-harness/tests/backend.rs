@@ -1,17 +1,20 @@
 //! The CUDA backend itself (lowering, fused steps, arena, packed batches, key/value
-//! caches) run on the host emulation of the kernels: every float64 fixture in f32
-//! (1e-4) and f16 (relative L2 1e-2), and cached decoding against the CPU backend.
-//! The same checks run on a real GPU through tools/gpu-check.
+//! caches) run on the host emulation of the kernels: every float64 fixture and random
+//! models against the CPU backend, in f32 (1e-4) and f16 (relative L2 1e-2), and cached
+//! decoding against the CPU backend. These runs must launch every entry point the
+//! driver loads, so a kernel the backend never uses fails here. The same checks run on a
+//! real GPU through tools/gpu-check.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;
 
-use bertrt::backend::cuda::GpuBackend;
+use bertrt::backend::cuda::{ops, GpuBackend};
 use bertrt::{Device, Dtype, Model, Result};
 use common::device::{
-    check_cached_decoding, check_fixtures, check_random_models, RANDOM_BATCHES, RANDOM_SHAPES,
+    assert_none, check_cached_decoding, check_fixtures, check_random_models, RANDOM_BATCHES,
+    RANDOM_SHAPES,
 };
 use common::fixtures_dir;
 use kernel_harness::HostGpu;
@@ -23,38 +26,70 @@ fn emulated_on(gpu: HostGpu, dtype: Dtype) -> impl Fn(&Path) -> Result<Model> {
     }
 }
 
-fn emulated(dtype: Dtype) -> impl Fn(&Path) -> Result<Model> {
-    emulated_on(HostGpu::default(), dtype)
-}
-
-fn every_fixture(dtype: Dtype) {
-    let failures = check_fixtures(dtype, &emulated(dtype));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+/// Every fixture and the random models (the shapes under BERT base and batches under
+/// 512 tokens: the emulation is slow) on one recording device, which must have launched
+/// every entry point of `dtype`.
+fn models_launch_every_kernel(dtype: Dtype) {
+    let gpu = HostGpu::default();
+    let load = emulated_on(gpu.clone(), dtype);
+    let shapes: Vec<_> = RANDOM_SHAPES
+        .iter()
+        .copied()
+        .filter(|s| s.0 < 768)
+        .collect();
+    let batches: Vec<_> = RANDOM_BATCHES
+        .iter()
+        .copied()
+        .filter(|b| b.0 != [512])
+        .collect();
+    let mut failures = check_fixtures(dtype, &load);
+    failures.extend(check_random_models(dtype, &shapes, &batches, &load));
+    assert_none(failures);
+    let launched = gpu.launched();
+    let never: Vec<&str> = ops::entry_points()
+        .filter(|&(d, name)| d == dtype && !launched.iter().any(|l| l == name))
+        .map(|(_, name)| name)
+        .collect();
+    assert!(
+        never.is_empty(),
+        "entry points loaded but never launched by the fixtures and random models in \
+         {dtype}: {never:?} (launched: {launched:?})"
+    );
 }
 
 #[test]
-fn every_fixture_in_f32() {
-    every_fixture(Dtype::F32);
+fn fixtures_and_random_models_in_f32() {
+    models_launch_every_kernel(Dtype::F32);
 }
 
 #[test]
-fn every_fixture_in_f16() {
-    every_fixture(Dtype::F16);
+fn fixtures_and_random_models_in_f16() {
+    models_launch_every_kernel(Dtype::F16);
 }
 
-fn cached_decoding(dtype: Dtype) {
-    let failures = check_cached_decoding(dtype, &emulated(dtype));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+/// The two tests above cover an entry point only if it is f32 or f16.
+#[test]
+fn every_entry_point_is_f32_or_f16() {
+    let other: Vec<_> = ops::entry_points()
+        .filter(|(d, _)| !matches!(d, Dtype::F32 | Dtype::F16))
+        .collect();
+    assert!(other.is_empty(), "{other:?}");
 }
 
 #[test]
 fn cached_decoding_in_f32() {
-    cached_decoding(Dtype::F32);
+    assert_none(check_cached_decoding(
+        Dtype::F32,
+        &emulated_on(HostGpu::default(), Dtype::F32),
+    ));
 }
 
 #[test]
 fn cached_decoding_in_f16() {
-    cached_decoding(Dtype::F16);
+    assert_none(check_cached_decoding(
+        Dtype::F16,
+        &emulated_on(HostGpu::default(), Dtype::F16),
+    ));
 }
 
 #[test]
@@ -82,30 +117,4 @@ fn reserved_arena_serves_smaller_calls_without_allocating() {
         gpu.allocations() > before,
         "a larger call must grow the arena"
     );
-}
-
-/// Random models against the CPU (the small shapes: the emulation is slow).
-fn random_models(dtype: Dtype) {
-    let shapes: Vec<_> = RANDOM_SHAPES
-        .iter()
-        .copied()
-        .filter(|s| s.0 < 768)
-        .collect();
-    let batches: Vec<_> = RANDOM_BATCHES
-        .iter()
-        .copied()
-        .filter(|b| b.0 != [512])
-        .collect();
-    let failures = check_random_models(dtype, &shapes, &batches, &emulated(dtype));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-#[test]
-fn random_models_in_f32() {
-    random_models(Dtype::F32);
-}
-
-#[test]
-fn random_models_in_f16() {
-    random_models(Dtype::F16);
 }

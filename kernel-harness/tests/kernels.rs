@@ -9,7 +9,6 @@ mod kernels {
     pub mod coverage;
     pub mod embeddings;
     pub mod harness;
-    pub mod heads;
     pub mod layernorm;
     pub mod pooler;
     pub mod qkv;

@@ -124,6 +124,11 @@ fn check(
     }
 }
 
+/// Panics with every failure of a check, one a line.
+pub fn assert_none(failures: Vec<String>) {
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Every golden fixture (at least 20 must be found) through [`check_fixture`]: the
 /// failures of all of them.
 pub fn check_fixtures(dtype: Dtype, load: &dyn Fn(&Path) -> Result<Model>) -> Vec<String> {
@@ -338,11 +343,13 @@ fn agree(
 }
 
 /// Random model shapes (hidden, heads, intermediate, activation) for
-/// [`check_random_models`]: head_dim 16, 32 (WMMA in f16), 64 (WMMA) and 12.
+/// [`check_random_models`]: head_dim 16, 32 (tensor cores in f16), 64 (tensor cores: BERT
+/// base, and a small shape the host emulation can afford) and 12.
 pub const RANDOM_SHAPES: &[(usize, usize, usize, &str)] = &[
     (48, 3, 100, "gelu"),
     (96, 3, 200, "gelu_new"),
     (768, 12, 3072, "gelu"),
+    (128, 2, 200, "silu"),
     (36, 3, 37, "relu"),
 ];
 

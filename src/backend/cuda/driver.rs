@@ -17,7 +17,7 @@ use cudarc::driver::{result, sys, CudaContext, CudaModule, CudaStream};
 use cudarc::nvrtc::Ptx;
 
 use super::gpu::{DevPtr, Dtype, Gemm, Geometry, Gpu};
-use super::launch::{ATTENTION_SMEM_LIMIT, ENTRY_POINTS};
+use super::ops::KERNELS;
 use super::KERNELS_FATBIN;
 use crate::error::{Error, Result};
 
@@ -168,14 +168,12 @@ impl CudaGpu {
             name: format!("{name} (cuda:{ordinal})"),
         };
         // Every entry point now (fails here, not at the first forward, if the fatbin has
-        // no code for this GPU), attention with the largest shared memory it may ask for,
-        // so that nothing but launches happens while a graph is being captured.
-        for name in ENTRY_POINTS {
-            let smem = match name.starts_with("attention") {
-                true => ATTENTION_SMEM_LIMIT,
-                false => 0,
-            };
-            gpu.function(name, smem)?;
+        // no code for this GPU), each allowed the most shared memory its kernel may ask
+        // for, so that nothing but launches happens while a graph is being captured.
+        for kernel in KERNELS {
+            for &(_, name) in kernel.entries {
+                gpu.function(name, kernel.max_smem)?;
+            }
         }
         Ok(gpu)
     }

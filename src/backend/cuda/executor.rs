@@ -4,8 +4,9 @@
 //! Every activation buffer of a plan, the per-head Q/K/V scratch and the inputs live in
 //! one arena, laid out per plan and grown (never per call) when a larger plan comes;
 //! `Model::reserve` sizes it ahead of time. Each call uploads its inputs, then
-//! replays the graph captured for its shape bucket (or records one), and reads back only
-//! the declared outputs. With `BERTRT_CUDA_DEBUG=1`, graphs are off, every step is
+//! replays the graph captured for its shape bucket (or records one: each lowered step
+//! runs through its kernel family's binding in `ops`), and reads back only the declared
+//! outputs. With `BERTRT_CUDA_DEBUG=1`, graphs are off, every step is
 //! followed by a synchronisation and a failure names the op it came from.
 
 use std::collections::HashMap;
@@ -13,18 +14,16 @@ use std::sync::{Mutex, MutexGuard};
 
 use half::f16;
 
-use super::args::*;
-use super::gpu::{DevPtr, Gemm, Gpu};
-use super::launch::{self, act_code, AttnPath, BIAS_ACT_MAX_BLOCKS};
+use super::gpu::{DevPtr, Gpu};
 use super::lower::{lower, Kind, Lowered, Step};
+use super::ops::{self, attention::CacheAt, Ctx, Inputs};
 use super::tokens::Tokens;
 use crate::backend::{Backend, Call, Device, Dtype};
 use crate::cache::{CacheLayout, CacheState, KvCache};
-use crate::config::PositionEmbeddingType;
 use crate::error::{Error, Result};
-use crate::graph::{op, BufId, Plan};
+use crate::graph::Plan;
 use crate::tensor::Tensor;
-use crate::weights::{ParamStore, WeightId};
+use crate::weights::ParamStore;
 
 /// The environment variable that switches on debug mode (any value but `0`).
 pub const DEBUG_ENV: &str = "BERTRT_CUDA_DEBUG";
@@ -145,6 +144,21 @@ impl Layout {
         }
     }
 
+    /// Where the inputs, the per-head scratch and the plan's buffers are, in an arena at
+    /// `base`: (inputs, [q, k, v], buffers).
+    fn addresses(&self, base: DevPtr, t: &Tokens) -> (Inputs, [DevPtr; 3], Vec<DevPtr>) {
+        let at = |off: usize| base + off as DevPtr;
+        let inputs = Inputs {
+            ids: at(self.ids),
+            type_ids: at(self.type_ids),
+            positions: at(self.positions),
+            cu_seqlens: at(self.cu_seqlens),
+            key_mask: t.key_mask.as_ref().map_or(0, |_| at(self.key_mask)),
+        };
+        let bufs = self.bufs.iter().map(|&off| at(off)).collect();
+        (inputs, [at(self.q), at(self.k), at(self.v)], bufs)
+    }
+
     /// The inputs region as bytes.
     fn inputs(&self, t: &Tokens) -> Vec<u8> {
         let mut bytes = vec![0u8; self.inputs_end];
@@ -158,37 +172,6 @@ impl Layout {
             put(self.key_mask, m);
         }
         bytes
-    }
-}
-
-/// Everything a step needs to find its memory.
-struct Ctx<'a> {
-    base: DevPtr,
-    layout: &'a Layout,
-    weights: &'a [DevPtr],
-    tokens: &'a Tokens,
-    /// Keys and values of each layer, with a cache.
-    cache: Option<(DevPtr, usize, usize)>,
-}
-
-impl Ctx<'_> {
-    fn buf(&self, b: BufId) -> DevPtr {
-        self.base + self.layout.bufs[b.0] as DevPtr
-    }
-    fn at(&self, off: usize) -> DevPtr {
-        self.base + off as DevPtr
-    }
-    fn w(&self, id: WeightId) -> DevPtr {
-        self.weights[id.0]
-    }
-    fn opt_w(&self, id: Option<WeightId>) -> DevPtr {
-        id.map_or(0, |i| self.w(i))
-    }
-    fn rows(&self, kind: Kind) -> usize {
-        match kind {
-            Kind::Tokens => self.tokens.rows,
-            Kind::Batch | Kind::Probs => self.tokens.batch,
-        }
     }
 }
 
@@ -296,9 +279,8 @@ impl<G: Gpu> GpuBackend<G> {
         })
     }
 
-    /// The device storage of a cache this backend made: its address, elements per
-    /// layer and capacity.
-    fn cache_storage(&self, c: &mut KvCache) -> Result<(DevPtr, usize, usize)> {
+    /// The device storage of a cache this backend made.
+    fn cache_storage(&self, c: &mut KvCache) -> Result<CacheAt> {
         let layout = c.layout();
         let stored = c.state_mut().get_mut::<CacheMem<G>>()?;
         if stored.dtype != self.dtype || stored.per_layer != layout.per_layer() {
@@ -306,11 +288,15 @@ impl<G: Gpu> GpuBackend<G> {
                 "a key/value cache does not match its backend".into(),
             ));
         }
-        Ok((G::address(&stored.mem), stored.per_layer, layout.capacity))
+        Ok(CacheAt {
+            base: G::address(&stored.mem),
+            per_layer: stored.per_layer,
+            capacity: layout.capacity,
+        })
     }
 
     /// Runs every step, naming the failing op in debug mode.
-    fn run_steps(&self, plan: &Plan, low: &Lowered, cx: &Ctx) -> Result<()> {
+    fn run_steps(&self, plan: &Plan, low: &Lowered, cx: &Ctx<G>) -> Result<()> {
         for (op, step) in &low.steps {
             let r = self.step(step, cx);
             let r = r.and_then(|_| match self.debug {
@@ -326,149 +312,15 @@ impl<G: Gpu> GpuBackend<G> {
         Ok(())
     }
 
-    fn step(&self, step: &Step, cx: &Ctx) -> Result<()> {
-        let (gpu, dt, t) = (&self.gpu, self.dtype, cx.tokens);
-        // SAFETY (every launch below): addresses come from the arena laid out for this
-        // plan (each buffer sized for batch * seq rows, of which at most `rows` are used),
-        // the weight allocation (each tensor whole) and the inputs region holding `rows`
-        // ids/types/positions, batch + 1 offsets and a [batch, keys] mask.
-        match *step {
-            Step::Embeddings(e) => {
-                let a = EmbeddingsArgs {
-                    ids: cx.at(cx.layout.ids),
-                    type_ids: cx.at(cx.layout.type_ids),
-                    positions: cx.at(cx.layout.positions),
-                    word: cx.w(e.word),
-                    position: cx.opt_w(e.position),
-                    token_type: cx.w(e.token_type),
-                    gamma: cx.w(e.gamma),
-                    beta: cx.w(e.beta),
-                    out: cx.buf(e.out),
-                    tokens: t.rows as i32,
-                    hidden: e.hidden as i32,
-                    eps: e.eps,
-                };
-                unsafe { launch::embeddings(gpu, dt, &a) }
-            }
-            Step::Gemm { linear: l, kind } => {
-                let g = Gemm {
-                    m: cx.rows(kind),
-                    n: l.n,
-                    k: l.k,
-                    x: cx.buf(l.x),
-                    w: cx.w(l.w),
-                    out: cx.buf(l.out),
-                    dtype: dt,
-                };
-                unsafe { gpu.gemm(&g) }
-            }
-            Step::BiasAct { linear: l, kind } => {
-                let a = BiasActArgs {
-                    x: cx.buf(l.out),
-                    bias: cx.opt_w(l.b),
-                    out: cx.buf(l.out),
-                    rows: cx.rows(kind) as i32,
-                    n: l.n as i32,
-                    act: act_code(l.act),
-                };
-                unsafe { launch::bias_act(gpu, dt, &a, BIAS_ACT_MAX_BLOCKS) }
-            }
-            Step::LayerNorm { norm, fused, kind } => {
-                let a = LayerNormArgs {
-                    x: cx.buf(norm.x),
-                    bias: cx.opt_w(fused.bias),
-                    residual: norm.residual.map_or(0, |r| cx.buf(r)),
-                    gamma: cx.w(norm.gamma),
-                    beta: cx.w(norm.beta),
-                    out: cx.buf(norm.out),
-                    rows: cx.rows(kind) as i32,
-                    width: norm.width as i32,
-                    act: act_code(fused.act),
-                    eps: norm.eps,
-                };
-                unsafe { launch::layernorm(gpu, dt, &a) }
-            }
-            Step::Attention { attention, bias } => {
-                let op::Attention {
-                    qkv,
-                    out,
-                    probs,
-                    layer,
-                    heads,
-                    head_dim,
-                    causal,
-                    relative,
-                } = attention;
-                let layout = HeadLayout {
-                    cu_seqlens: cx.at(cx.layout.cu_seqlens),
-                    heads: heads as i32,
-                    head_dim: head_dim as i32,
-                    max_len: t.seq as i32,
-                    total_tokens: t.total as i32,
-                    packed: t.packed as i32,
-                };
-                let (k, v, kv_layout) = match cx.cache {
-                    Some((base, per_layer, capacity)) => {
-                        let bytes = (per_layer * dt.size()) as DevPtr;
-                        let keys = base + 2 * layer as DevPtr * bytes;
-                        let kv = HeadLayout {
-                            max_len: capacity as i32,
-                            packed: 0,
-                            ..layout
-                        };
-                        (keys, keys + bytes, kv)
-                    }
-                    None => (cx.at(cx.layout.k), cx.at(cx.layout.v), layout),
-                };
-                let split = QkvSplitArgs {
-                    qkv: cx.buf(qkv),
-                    bias: cx.opt_w(bias),
-                    q: cx.at(cx.layout.q),
-                    k,
-                    v,
-                    layout,
-                    kv_layout,
-                    kv_offset: t.past as i32,
-                };
-                unsafe { launch::qkv_split(gpu, dt, &split, t.batch) }?;
-                let a = AttentionArgs {
-                    q: cx.at(cx.layout.q),
-                    k,
-                    v,
-                    layout,
-                    rel_table: relative.map_or(0, |r| cx.w(r.table)),
-                    out: cx.buf(out),
-                    probs: probs.map_or(0, |p| cx.buf(p)),
-                    causal: causal as i32,
-                    rel_kind: match relative.map(|r| r.kind) {
-                        Some(PositionEmbeddingType::RelativeKeyQuery) => 2,
-                        Some(_) => 1,
-                        None => 0,
-                    },
-                    max_positions: relative.map_or(0, |r| r.max_positions as i32),
-                    scale: (1.0 / (head_dim as f64).sqrt()) as f32,
-                    kv_layout,
-                    key_mask: match t.key_mask {
-                        Some(_) => cx.at(cx.layout.key_mask),
-                        None => 0,
-                    },
-                    mask_stride: t.keys() as i32,
-                    past: t.past as i32,
-                };
-                unsafe { launch::attention(gpu, dt, &a, t.batch, AttnPath::Auto) }.map(|_| ())
-            }
-            Step::Gather(g) => {
-                let a = GatherClsArgs {
-                    x: cx.buf(g.x),
-                    cu_seqlens: cx.at(cx.layout.cu_seqlens),
-                    bias: 0,
-                    out: cx.buf(g.out),
-                    batch: t.batch as i32,
-                    width: g.width as i32,
-                    act: 0,
-                };
-                unsafe { launch::gather_cls(gpu, dt, &a) }
-            }
+    /// One step: the binding of its kernel family (ops/).
+    fn step(&self, step: &Step, cx: &Ctx<G>) -> Result<()> {
+        match step {
+            Step::Embeddings(e) => ops::embeddings::step(cx, e),
+            Step::Gemm { linear, kind } => ops::gemm::step(cx, linear, *kind),
+            Step::BiasAct { linear, kind } => ops::bias_act::step(cx, linear, *kind),
+            Step::LayerNorm { norm, fused, kind } => ops::layernorm::step(cx, norm, *fused, *kind),
+            Step::Attention { attention, bias } => ops::attention::step(cx, attention, *bias),
+            Step::Gather(g) => ops::pooler::step(cx, g),
         }
     }
 
@@ -480,7 +332,7 @@ impl<G: Gpu> GpuBackend<G> {
         key: GraphKey,
         plan: &Plan,
         low: &Lowered,
-        cx: &Ctx,
+        cx: &Ctx<G>,
     ) -> Result<()> {
         if let Some(g) = st.graphs.get(&key) {
             return self.gpu.replay(g);
@@ -584,11 +436,15 @@ impl<G: Gpu> Backend for GpuBackend<G> {
             Some(w) => std::sync::Arc::clone(&w.addrs),
             None => return Err(Error::Cuda("weights were not uploaded".into())),
         };
+        let (inputs, heads, buffers) = layout.addresses(base, &tokens);
         let cx = Ctx {
-            base,
-            layout: &layout,
-            weights: &weights,
+            gpu: &self.gpu,
+            dtype: self.dtype,
             tokens: &tokens,
+            inputs,
+            buffers: &buffers,
+            weights: &weights,
+            heads,
             cache: cache_mem,
         };
         if cache_mem.is_some() || self.debug {
@@ -618,7 +474,7 @@ impl<G: Gpu> Backend for GpuBackend<G> {
             let mut bytes = vec![0u8; elems * self.dtype.size()];
             // SAFETY: the buffer holds at least this many elements (sized for batch * seq
             // rows of `width`, or the output's whole shape).
-            unsafe { self.gpu.download(cx.buf(o.buf), &mut bytes) }?;
+            unsafe { self.gpu.download(buffers[o.buf.0], &mut bytes) }?;
             let values = from_bytes(&bytes, self.dtype)?;
             let data = match tokens_kind {
                 true => tokens.unpack(&values, width),

@@ -128,11 +128,6 @@ impl Tokens {
         self.lens = lens;
     }
 
-    /// Keys each query may see.
-    pub fn keys(&self) -> usize {
-        self.past + self.seq
-    }
-
     /// Scatters packed token rows of `width` values into [batch, seq, width] with zeros
     /// at padding; padded rows come back as they are.
     pub fn unpack(&self, rows: &[f32], width: usize) -> Vec<f32> {
