@@ -14,10 +14,13 @@
 //! ```
 //!
 //! The reader checks every length, offset and checksum before use and never reads out of
-//! bounds; f32 tensors are used in place from the memory map.
+//! bounds; it refuses entries that overlap each other or the header, repeated names and an
+//! unknown head, so a file it accepts is one the writer could have made. f32 tensors are
+//! used in place from the memory map.
 
 mod write;
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
+use crate::model::Head;
 use crate::tensor::Tensor;
 pub use write::{write, PackInput};
 
@@ -150,86 +154,175 @@ fn check_range(path: &Path, what: &str, offset: usize, nbytes: usize, len: usize
     }
 }
 
+/// One entry's bytes, for the layout checks.
+struct Span {
+    what: String,
+    start: usize,
+    end: usize,
+}
+
+/// Checks the header's entries against each other and the file: a known head, sizes that
+/// match shapes, every entry aligned, inside the file and after the header, no two
+/// entries of a kind with one name, and no two entries sharing a byte.
+fn check_layout(path: &Path, header: &Header, header_end: usize, len: usize) -> Result<()> {
+    header
+        .head
+        .parse::<Head>()
+        .map_err(|e| bad(path, format!("header: {e}")))?;
+    let mut spans = Vec::with_capacity(header.tensors.len() + header.files.len());
+    let mut names = HashSet::new();
+    for t in &header.tensors {
+        let elements = t
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|n| n.checked_mul(header.dtype.size()));
+        if elements != Some(t.nbytes) {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor `{}`: {} bytes do not match shape {:?}",
+                    t.name, t.nbytes, t.shape
+                ),
+            ));
+        }
+        spans.push(span(
+            path,
+            format!("tensor `{}`", t.name),
+            t.offset,
+            t.nbytes,
+            len,
+        )?);
+        if !names.insert(("tensor", t.name.as_str())) {
+            return Err(bad(
+                path,
+                format!("tensor `{}` appears more than once", t.name),
+            ));
+        }
+    }
+    for f in &header.files {
+        spans.push(span(
+            path,
+            format!("file `{}`", f.name),
+            f.offset,
+            f.nbytes,
+            len,
+        )?);
+        if !names.insert(("file", f.name.as_str())) {
+            return Err(bad(
+                path,
+                format!("file `{}` appears more than once", f.name),
+            ));
+        }
+    }
+    spans.retain(|s| s.end > s.start);
+    spans.sort_by_key(|s| s.start);
+    let mut last: Option<&Span> = None;
+    for s in &spans {
+        if s.start < header_end {
+            return Err(bad(
+                path,
+                format!(
+                    "{} (bytes {}..{}) overlaps the header (bytes 0..{header_end})",
+                    s.what, s.start, s.end
+                ),
+            ));
+        }
+        if let Some(prev) = last.filter(|p| p.end > s.start) {
+            return Err(bad(
+                path,
+                format!(
+                    "{} (bytes {}..{}) overlaps {} (bytes {}..{})",
+                    s.what, s.start, s.end, prev.what, prev.start, prev.end
+                ),
+            ));
+        }
+        last = match last {
+            Some(prev) if prev.end >= s.end => Some(prev),
+            _ => Some(s),
+        };
+    }
+    Ok(())
+}
+
+fn span(path: &Path, what: String, start: usize, nbytes: usize, len: usize) -> Result<Span> {
+    check_range(path, &what, start, nbytes, len)?;
+    Ok(Span {
+        what,
+        start,
+        end: start + nbytes,
+    })
+}
+
 impl PackedFile {
-    /// Opens and validates a packed file: magic, version, header checksum, every entry's
-    /// range and every tensor's and file's checksum.
+    /// Opens and validates a packed file: magic, version, header checksum, the layout
+    /// (every entry aligned, in bounds, after the header and apart from the others; unique
+    /// names; a known head) and every tensor's and file's checksum.
     pub fn open(path: &Path) -> Result<PackedFile> {
+        if path.is_dir() {
+            return Err(bad(
+                path,
+                format!(
+                    "is a folder, not a packed file (the one file tools/convert writes); \
+                     pack the checkpoint folder first: `convert {} OUT.bertrt`",
+                    path.display()
+                ),
+            ));
+        }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: read-only private map; the file is not modified while mapped by us.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let len = map.len();
+        let bytes = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let len = bytes.len();
         if len < PREAMBLE {
             return Err(bad(
                 path,
                 format!("{len} bytes: too short for a bertrt packed file (truncated?)"),
             ));
         }
-        if &map[..8] != MAGIC {
+        if &bytes[..8] != MAGIC {
             return Err(bad(path, "not a bertrt packed file (wrong magic bytes)"));
         }
-        let version = u32_at(&map, 8);
+        let version = u32_at(&bytes, 8);
         if version != FORMAT_VERSION {
             return Err(bad(path, format!(
                 "packed format version {version}; this build reads version {FORMAT_VERSION} (re-run convert)"
             )));
         }
-        let header_len = u32_at(&map, 12) as usize;
+        let header_len = u32_at(&bytes, 12) as usize;
         if PREAMBLE + header_len > len {
             return Err(bad(path, format!(
                 "header length {header_len} runs past the end of the file ({len} bytes): truncated or corrupt"
             )));
         }
-        let header_bytes = &map[PREAMBLE..PREAMBLE + header_len];
-        if crc32fast::hash(header_bytes) != u32_at(&map, 16) {
+        let header_bytes = &bytes[PREAMBLE..PREAMBLE + header_len];
+        if crc32fast::hash(header_bytes) != u32_at(&bytes, 16) {
             return Err(bad(path, "header checksum mismatch: the file is corrupt"));
         }
         let header: Header = serde_json::from_slice(header_bytes)
             .map_err(|e| bad(path, format!("header is not valid: {e}")))?;
         header.config.validate()?;
-        for t in &header.tensors {
-            let elements = t
-                .shape
-                .iter()
-                .try_fold(1usize, |a, &d| a.checked_mul(d))
-                .and_then(|n| n.checked_mul(header.dtype.size()));
-            if elements != Some(t.nbytes) {
+        check_layout(path, &header, PREAMBLE + header_len, len)?;
+        let entries = header
+            .tensors
+            .iter()
+            .map(|t| ("tensor", &t.name, t.offset, t.nbytes, t.crc32))
+            .chain(
+                header
+                    .files
+                    .iter()
+                    .map(|f| ("file", &f.name, f.offset, f.nbytes, f.crc32)),
+            );
+        for (kind, name, offset, nbytes, crc) in entries {
+            if crc32fast::hash(&bytes[offset..offset + nbytes]) != crc {
                 return Err(bad(
                     path,
-                    format!(
-                        "tensor `{}`: {} bytes do not match shape {:?}",
-                        t.name, t.nbytes, t.shape
-                    ),
-                ));
-            }
-            check_range(
-                path,
-                &format!("tensor `{}`", t.name),
-                t.offset,
-                t.nbytes,
-                len,
-            )?;
-            if crc32fast::hash(&map[t.offset..t.offset + t.nbytes]) != t.crc32 {
-                return Err(bad(
-                    path,
-                    format!(
-                        "tensor `{}`: checksum mismatch: the file is corrupt",
-                        t.name
-                    ),
-                ));
-            }
-        }
-        for f in &header.files {
-            check_range(path, &format!("file `{}`", f.name), f.offset, f.nbytes, len)?;
-            if crc32fast::hash(&map[f.offset..f.offset + f.nbytes]) != f.crc32 {
-                return Err(bad(
-                    path,
-                    format!("file `{}`: checksum mismatch: the file is corrupt", f.name),
+                    format!("{kind} `{name}`: checksum mismatch: the file is corrupt"),
                 ));
             }
         }
         Ok(PackedFile {
             path: path.to_path_buf(),
-            map: Arc::new(map),
+            map: Arc::new(bytes),
             header,
         })
     }
