@@ -1,6 +1,7 @@
 //! Packed files that cannot be turned against their reader or writer: a well-signed file
 //! whose entries overlap, repeat a name or name an unknown head is refused; convert never
-//! writes through a planted symlink.
+//! writes through a planted symlink; BERTRT_NO_MMAP=1 survives the file being truncated
+//! while the model runs.
 
 mod common;
 
@@ -204,4 +205,74 @@ fn convert_never_writes_through_a_planted_symlink() {
     assert!(!s.file("created-through-a-link").exists());
     // Nothing but the victim, the four links and the two outputs.
     assert_eq!(std::fs::read_dir(&s.0).unwrap().count(), 7);
+}
+
+/// `bertrt run --task raw --batch-size 1` on `file` (lines answered four at a time):
+/// answers four lines, then the file is truncated to nothing, then a fifth line is
+/// answered. Returns the exit status and the answers.
+#[cfg(unix)]
+fn run_through_truncation(file: &Path, no_mmap: bool) -> (std::process::ExitStatus, Vec<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bertrt"));
+    cmd.args(["run", "--task", "raw", "--batch-size", "1", "--model"])
+        .arg(file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if no_mmap {
+        cmd.env("BERTRT_NO_MMAP", "1");
+    } else {
+        cmd.env_remove("BERTRT_NO_MMAP");
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The loop answers a chunk once it has seen the line after it (or the end).
+    let line = b"{\"input_ids\": [[1, 2, 3]]}\n";
+    stdin.write_all(&line.repeat(5)).unwrap();
+    stdin.flush().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut answers = vec![String::new(); 4];
+    for answer in &mut answers {
+        out.read_line(answer).unwrap();
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    drop(stdin);
+    answers.extend(out.lines().map_while(Result::ok));
+    (child.wait().unwrap(), answers)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn no_mmap_survives_a_file_truncated_while_in_use() {
+    use std::os::unix::process::ExitStatusExt;
+    let s = Scratch::new("safety-no-mmap");
+    let tiny = fixtures_dir().join("bert_base_tiny");
+    let (read, mapped) = (s.file("read.bertrt"), s.file("mapped.bertrt"));
+    pack(&tiny, &read);
+    pack(&tiny, &mapped);
+
+    let (status, answers) = run_through_truncation(&read, true);
+    assert!(status.success(), "BERTRT_NO_MMAP=1: {status:?}");
+    assert_eq!(answers.len(), 5);
+    assert!(answers[0].contains("last_hidden_state"), "{}", answers[0]);
+    assert!(answers.iter().all(|a| a.trim() == answers[0].trim()));
+
+    // The hazard the variable exists for: a mapped file cut short kills the reader.
+    let (status, mapped_answers) = run_through_truncation(&mapped, false);
+    assert_eq!(
+        status.signal(),
+        Some(7),
+        "mapped: expected SIGBUS, got {status:?}"
+    );
+    assert_eq!(
+        mapped_answers[..4],
+        answers[..4],
+        "reading and mapping differ"
+    );
 }

@@ -16,19 +16,20 @@
 //! The reader checks every length, offset and checksum before use and never reads out of
 //! bounds; it refuses entries that overlap each other or the header, repeated names and an
 //! unknown head, so a file it accepts is one the writer could have made. f32 tensors are
-//! used in place from the memory map.
+//! used in place from the memory map (or copied, when the file is read instead: see
+//! [`Access`]).
 
 mod write;
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use half::{bf16, f16};
-use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
+pub use super::bytes::Access;
+use super::bytes::Bytes;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::model::Head;
@@ -125,7 +126,7 @@ pub struct Header {
 /// An opened, validated packed file.
 pub struct PackedFile {
     path: PathBuf,
-    map: Arc<Mmap>,
+    bytes: Bytes,
     header: Header,
 }
 
@@ -255,10 +256,18 @@ fn span(path: &Path, what: String, start: usize, nbytes: usize, len: usize) -> R
 }
 
 impl PackedFile {
+    /// Opens and validates a packed file (see [`PackedFile::open_with`]), memory-mapped
+    /// unless `BERTRT_NO_MMAP=1` asks for it to be read. A mapped file must not be
+    /// truncated or rewritten while the model that uses it runs: the process would die of
+    /// SIGBUS ([`Access`] explains).
+    pub fn open(path: &Path) -> Result<PackedFile> {
+        Self::open_with(path, Access::from_env())
+    }
+
     /// Opens and validates a packed file: magic, version, header checksum, the layout
     /// (every entry aligned, in bounds, after the header and apart from the others; unique
     /// names; a known head) and every tensor's and file's checksum.
-    pub fn open(path: &Path) -> Result<PackedFile> {
+    pub fn open_with(path: &Path, access: Access) -> Result<PackedFile> {
         if path.is_dir() {
             return Err(bad(
                 path,
@@ -269,9 +278,7 @@ impl PackedFile {
                 ),
             ));
         }
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: read-only private map; the file is not modified while mapped by us.
-        let bytes = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let bytes = Bytes::open(path, access)?;
         let len = bytes.len();
         if len < PREAMBLE {
             return Err(bad(
@@ -322,7 +329,7 @@ impl PackedFile {
         }
         Ok(PackedFile {
             path: path.to_path_buf(),
-            map: Arc::new(bytes),
+            bytes,
             header,
         })
     }
@@ -339,12 +346,12 @@ impl PackedFile {
 
     /// Total size in bytes.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.bytes.len()
     }
 
     /// True for an empty map (never for a valid file).
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.bytes.is_empty()
     }
 
     /// The bytes of an extra file (tokenizer.json, ...), if packed.
@@ -353,7 +360,7 @@ impl PackedFile {
             .files
             .iter()
             .find(|f| f.name == name)
-            .map(|f| &self.map[f.offset..f.offset + f.nbytes])
+            .map(|f| &self.bytes[f.offset..f.offset + f.nbytes])
     }
 
     /// True if a tensor of this name is packed.
@@ -366,17 +373,26 @@ impl PackedFile {
         let Some(t) = self.header.tensors.iter().find(|t| t.name == name) else {
             return Ok(None);
         };
-        let bytes = &self.map[t.offset..t.offset + t.nbytes];
-        let tensor = match self.header.dtype {
-            PackedDtype::F32 => Tensor::mapped(t.shape.clone(), Arc::clone(&self.map), t.offset),
-            PackedDtype::F16 => Tensor::new(
+        let bytes = &self.bytes[t.offset..t.offset + t.nbytes];
+        let tensor = match (self.header.dtype, &self.bytes) {
+            (PackedDtype::F32, Bytes::Mapped(map)) => {
+                Tensor::mapped(t.shape.clone(), Arc::clone(map), t.offset)
+            }
+            (PackedDtype::F32, Bytes::Read(_)) => Tensor::new(
+                t.shape.clone(),
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            (PackedDtype::F16, _) => Tensor::new(
                 t.shape.clone(),
                 bytes
                     .chunks_exact(2)
                     .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
                     .collect(),
             ),
-            PackedDtype::Bf16 => Tensor::new(
+            (PackedDtype::Bf16, _) => Tensor::new(
                 t.shape.clone(),
                 bytes
                     .chunks_exact(2)
