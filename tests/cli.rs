@@ -391,3 +391,15 @@ fn bench_and_inspect() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn inspect_of_a_folder_says_it_wants_a_packed_file() {
+    let folder = fixtures_dir().join("qa");
+    let (code, _, stderr) = run(&["inspect", folder.to_str().unwrap()], "");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("is a folder") && stderr.contains("convert"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("No such device"), "{stderr}");
+}

@@ -11,29 +11,8 @@ use bertrt::pipelines::{InputOptions, Pipeline, Task, TaskOptions};
 use bertrt::weights::packed::PackedDtype;
 use bertrt::weights::PackedFile;
 use bertrt::{Device, ForwardOptions, Model, Outputs};
-use common::{fixtures_dir, Reference};
+use common::{fixtures_dir, Reference, Scratch};
 use proptest::prelude::*;
-
-/// A scratch folder removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("bertrt-packed-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn pack(input: &Path, out: &Path, dtype: PackedDtype) {
     let opts = ConvertOptions {
@@ -93,7 +72,7 @@ fn golden_fixtures() -> Vec<PathBuf> {
 /// and 4e-2. Seen: at most 5.5e-3 and 1.6e-2 over these fixtures.
 #[test]
 fn every_fixture_head_round_trips() {
-    let s = Scratch::new("heads");
+    let s = Scratch::new("packed-heads");
     for dir in golden_fixtures() {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let reference = Reference::load(&dir);
@@ -136,7 +115,7 @@ fn every_fixture_head_round_trips() {
 
 #[test]
 fn packed_f32_weights_are_used_in_place() {
-    let s = Scratch::new("mapped");
+    let s = Scratch::new("packed-mapped");
     let file = s.file("m.bertrt");
     pack(
         &fixtures_dir().join("bert_base_tiny"),
@@ -154,7 +133,7 @@ fn packed_f32_weights_are_used_in_place() {
 #[test]
 fn minilm_round_trips_with_its_tokenizer_and_pooling() {
     let dir = bertrt::fetch::default_model().unwrap();
-    let s = Scratch::new("minilm");
+    let s = Scratch::new("packed-minilm");
     let file = s.file("minilm.bertrt");
     pack(&dir, &file, PackedDtype::F32);
     let reference = Reference::load(&fixtures_dir().join("minilm"));
@@ -190,7 +169,7 @@ fn minilm_round_trips_with_its_tokenizer_and_pooling() {
 
 #[test]
 fn existing_output_is_kept_without_force_and_failures_leave_no_file() {
-    let s = Scratch::new("force");
+    let s = Scratch::new("packed-force");
     let out = s.file("x.bertrt");
     std::fs::write(&out, b"precious").unwrap();
     let opts = ConvertOptions {
@@ -235,7 +214,7 @@ fn valid_file(s: &Scratch) -> Vec<u8> {
 
 #[test]
 fn every_kind_of_damage_is_refused_clearly() {
-    let s = Scratch::new("damage");
+    let s = Scratch::new("packed-damage");
     let good = valid_file(&s);
     assert!(open_bytes(&s, &good).is_ok());
     let header_len = u32::from_le_bytes(good[12..16].try_into().unwrap()) as usize;
@@ -342,7 +321,7 @@ proptest! {
     ) {
         thread_local! {
             static GOOD: (Scratch, Vec<u8>) = {
-                let s = Scratch::new(&format!("fuzz-{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+                let s = Scratch::new(&format!("packed-fuzz-{:?}", std::thread::current().id()).replace(['(', ')'], ""));
                 let good = valid_file(&s);
                 (s, good)
             };

@@ -1,22 +1,23 @@
 //! A Hugging Face checkpoint on disk: one model.safetensors or a sharded set with
-//! model.safetensors.index.json. Files are memory-mapped; tensors are decoded to f32 on
+//! model.safetensors.index.json. Files are memory-mapped (read instead with
+//! `BERTRT_NO_MMAP=1`, see [`Access`](super::Access)); tensors are decoded to f32 on
 //! request (safetensors data may be unaligned, so it is copied, never cast in place).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
-use memmap2::Mmap;
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
+use super::bytes::{Access, Bytes};
 use crate::error::{Error, Result};
 
-/// One mapped safetensors file with its header, parsed (and validated) once at open.
+/// One mapped (or read) safetensors file with its header, parsed (and validated) once
+/// at open.
 struct MappedFile {
     path: PathBuf,
-    map: Mmap,
+    map: Bytes,
     /// Byte offset of the data section (8 + header length).
     data_start: usize,
     meta: Metadata,
@@ -84,20 +85,17 @@ impl Checkpoint {
         let mut files = Vec::with_capacity(paths.len());
         let mut index = HashMap::new();
         for (i, path) in paths.iter().enumerate() {
-            let file = File::open(path).map_err(|e| Error::io(path, e))?;
-            // SAFETY: the map is read-only and private to this process; a file truncated
-            // underneath us is the one hazard, as with any mmap reader.
-            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            let bytes = Bytes::open(path, Access::from_env())?;
             let invalid = |e| Error::checkpoint(path, format!("not a valid safetensors file: {e}"));
             // deserialize validates every tensor's range; keep only the parsed header.
-            SafeTensors::deserialize(&mmap).map_err(invalid)?;
-            let (header_len, meta) = SafeTensors::read_metadata(&mmap).map_err(invalid)?;
+            SafeTensors::deserialize(&bytes).map_err(invalid)?;
+            let (header_len, meta) = SafeTensors::read_metadata(&bytes).map_err(invalid)?;
             for name in meta.tensors().keys() {
                 index.insert(name.clone(), i);
             }
             files.push(MappedFile {
                 path: path.clone(),
-                map: mmap,
+                map: bytes,
                 data_start: 8 + header_len,
                 meta,
             });

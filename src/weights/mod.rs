@@ -7,10 +7,12 @@
 //! `LayerNorm.gamma` / `LayerNorm.beta` names; buffers such as `embeddings.position_ids`
 //! are simply never asked for.
 
+mod bytes;
 mod checkpoint;
 pub mod packed;
 pub(crate) mod source;
 
+pub use bytes::Access;
 pub use checkpoint::Checkpoint;
 pub use packed::PackedFile;
 pub use source::{ModelSource, SIDE_FILES};

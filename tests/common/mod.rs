@@ -15,6 +15,29 @@ pub const LOGIT_TOL: f64 = 1e-4;
 
 pub mod device;
 
+/// A scratch folder under the system temp folder (tagged with the test's name and the
+/// process id), emptied on creation and removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("bertrt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// tests/fixtures of the repository (also from the kernel harness, one folder down).
 pub fn fixtures_dir() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));

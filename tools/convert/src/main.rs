@@ -1,6 +1,7 @@
 //! `convert IN OUT`: packs a Hugging Face BERT checkpoint folder into one bertrt weights
 //! file (Q, K, V fused; tied weights once; every tensor 256-byte aligned with a checksum;
-//! config, tokenizer and pooling files inside). `convert --verify FILE` checks one.
+//! config, tokenizer and pooling files inside). `convert --verify FILE` checks one as the
+//! engine does before loading it.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -32,7 +33,8 @@ struct Args {
     /// Replace an existing output file.
     #[arg(long)]
     force: bool,
-    /// Check INPUT, a packed file: structure and every checksum.
+    /// Check INPUT, a packed file: header, layout (no overlapping entries, unique names, a
+    /// known head) and every checksum.
     #[arg(long)]
     verify: bool,
 }

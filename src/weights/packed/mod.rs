@@ -14,20 +14,27 @@
 //! ```
 //!
 //! The reader checks every length, offset and checksum before use and never reads out of
-//! bounds; f32 tensors are used in place from the memory map.
+//! bounds; it refuses entries that overlap each other or the header, repeated names and an
+//! unknown head, so a file it accepts is one the writer could have made. f32 tensors are
+//! used in place from the memory map (or copied, when the file is read instead: see
+//! [`Access`]).
 
-use std::fs::File;
-use std::io::Write;
+mod write;
+
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use half::{bf16, f16};
-use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
+pub use super::bytes::Access;
+use super::bytes::Bytes;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
+use crate::model::Head;
 use crate::tensor::Tensor;
+pub use write::{write, PackInput};
 
 /// First eight bytes of every packed file.
 pub const MAGIC: &[u8; 8] = b"BERTRTPK";
@@ -119,7 +126,7 @@ pub struct Header {
 /// An opened, validated packed file.
 pub struct PackedFile {
     path: PathBuf,
-    map: Arc<Mmap>,
+    bytes: Bytes,
     header: Header,
 }
 
@@ -148,86 +155,181 @@ fn check_range(path: &Path, what: &str, offset: usize, nbytes: usize, len: usize
     }
 }
 
+/// One entry's bytes, for the layout checks.
+struct Span {
+    what: String,
+    start: usize,
+    end: usize,
+}
+
+/// Checks the header's entries against each other and the file: a known head, sizes that
+/// match shapes, every entry aligned, inside the file and after the header, no two
+/// entries of a kind with one name, and no two entries sharing a byte.
+fn check_layout(path: &Path, header: &Header, header_end: usize, len: usize) -> Result<()> {
+    header
+        .head
+        .parse::<Head>()
+        .map_err(|e| bad(path, format!("header: {e}")))?;
+    let mut spans = Vec::with_capacity(header.tensors.len() + header.files.len());
+    let mut names = HashSet::new();
+    for t in &header.tensors {
+        let elements = t
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|n| n.checked_mul(header.dtype.size()));
+        if elements != Some(t.nbytes) {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor `{}`: {} bytes do not match shape {:?}",
+                    t.name, t.nbytes, t.shape
+                ),
+            ));
+        }
+        spans.push(span(
+            path,
+            format!("tensor `{}`", t.name),
+            t.offset,
+            t.nbytes,
+            len,
+        )?);
+        if !names.insert(("tensor", t.name.as_str())) {
+            return Err(bad(
+                path,
+                format!("tensor `{}` appears more than once", t.name),
+            ));
+        }
+    }
+    for f in &header.files {
+        spans.push(span(
+            path,
+            format!("file `{}`", f.name),
+            f.offset,
+            f.nbytes,
+            len,
+        )?);
+        if !names.insert(("file", f.name.as_str())) {
+            return Err(bad(
+                path,
+                format!("file `{}` appears more than once", f.name),
+            ));
+        }
+    }
+    spans.retain(|s| s.end > s.start);
+    spans.sort_by_key(|s| s.start);
+    let mut last: Option<&Span> = None;
+    for s in &spans {
+        if s.start < header_end {
+            return Err(bad(
+                path,
+                format!(
+                    "{} (bytes {}..{}) overlaps the header (bytes 0..{header_end})",
+                    s.what, s.start, s.end
+                ),
+            ));
+        }
+        if let Some(prev) = last.filter(|p| p.end > s.start) {
+            return Err(bad(
+                path,
+                format!(
+                    "{} (bytes {}..{}) overlaps {} (bytes {}..{})",
+                    s.what, s.start, s.end, prev.what, prev.start, prev.end
+                ),
+            ));
+        }
+        last = match last {
+            Some(prev) if prev.end >= s.end => Some(prev),
+            _ => Some(s),
+        };
+    }
+    Ok(())
+}
+
+fn span(path: &Path, what: String, start: usize, nbytes: usize, len: usize) -> Result<Span> {
+    check_range(path, &what, start, nbytes, len)?;
+    Ok(Span {
+        what,
+        start,
+        end: start + nbytes,
+    })
+}
+
 impl PackedFile {
-    /// Opens and validates a packed file: magic, version, header checksum, every entry's
-    /// range and every tensor's and file's checksum.
+    /// Opens and validates a packed file (see [`PackedFile::open_with`]), memory-mapped
+    /// unless `BERTRT_NO_MMAP=1` asks for it to be read. A mapped file must not be
+    /// truncated or rewritten while the model that uses it runs: the process would die of
+    /// SIGBUS ([`Access`] explains).
     pub fn open(path: &Path) -> Result<PackedFile> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: read-only private map; the file is not modified while mapped by us.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let len = map.len();
+        Self::open_with(path, Access::from_env())
+    }
+
+    /// Opens and validates a packed file: magic, version, header checksum, the layout
+    /// (every entry aligned, in bounds, after the header and apart from the others; unique
+    /// names; a known head) and every tensor's and file's checksum.
+    pub fn open_with(path: &Path, access: Access) -> Result<PackedFile> {
+        if path.is_dir() {
+            return Err(bad(
+                path,
+                format!(
+                    "is a folder, not a packed file (the one file tools/convert writes); \
+                     pack the checkpoint folder first: `convert {} OUT.bertrt`",
+                    path.display()
+                ),
+            ));
+        }
+        let bytes = Bytes::open(path, access)?;
+        let len = bytes.len();
         if len < PREAMBLE {
             return Err(bad(
                 path,
                 format!("{len} bytes: too short for a bertrt packed file (truncated?)"),
             ));
         }
-        if &map[..8] != MAGIC {
+        if &bytes[..8] != MAGIC {
             return Err(bad(path, "not a bertrt packed file (wrong magic bytes)"));
         }
-        let version = u32_at(&map, 8);
+        let version = u32_at(&bytes, 8);
         if version != FORMAT_VERSION {
             return Err(bad(path, format!(
                 "packed format version {version}; this build reads version {FORMAT_VERSION} (re-run convert)"
             )));
         }
-        let header_len = u32_at(&map, 12) as usize;
+        let header_len = u32_at(&bytes, 12) as usize;
         if PREAMBLE + header_len > len {
             return Err(bad(path, format!(
                 "header length {header_len} runs past the end of the file ({len} bytes): truncated or corrupt"
             )));
         }
-        let header_bytes = &map[PREAMBLE..PREAMBLE + header_len];
-        if crc32fast::hash(header_bytes) != u32_at(&map, 16) {
+        let header_bytes = &bytes[PREAMBLE..PREAMBLE + header_len];
+        if crc32fast::hash(header_bytes) != u32_at(&bytes, 16) {
             return Err(bad(path, "header checksum mismatch: the file is corrupt"));
         }
         let header: Header = serde_json::from_slice(header_bytes)
             .map_err(|e| bad(path, format!("header is not valid: {e}")))?;
         header.config.validate()?;
-        for t in &header.tensors {
-            let elements = t
-                .shape
-                .iter()
-                .try_fold(1usize, |a, &d| a.checked_mul(d))
-                .and_then(|n| n.checked_mul(header.dtype.size()));
-            if elements != Some(t.nbytes) {
+        check_layout(path, &header, PREAMBLE + header_len, len)?;
+        let entries = header
+            .tensors
+            .iter()
+            .map(|t| ("tensor", &t.name, t.offset, t.nbytes, t.crc32))
+            .chain(
+                header
+                    .files
+                    .iter()
+                    .map(|f| ("file", &f.name, f.offset, f.nbytes, f.crc32)),
+            );
+        for (kind, name, offset, nbytes, crc) in entries {
+            if crc32fast::hash(&bytes[offset..offset + nbytes]) != crc {
                 return Err(bad(
                     path,
-                    format!(
-                        "tensor `{}`: {} bytes do not match shape {:?}",
-                        t.name, t.nbytes, t.shape
-                    ),
-                ));
-            }
-            check_range(
-                path,
-                &format!("tensor `{}`", t.name),
-                t.offset,
-                t.nbytes,
-                len,
-            )?;
-            if crc32fast::hash(&map[t.offset..t.offset + t.nbytes]) != t.crc32 {
-                return Err(bad(
-                    path,
-                    format!(
-                        "tensor `{}`: checksum mismatch: the file is corrupt",
-                        t.name
-                    ),
-                ));
-            }
-        }
-        for f in &header.files {
-            check_range(path, &format!("file `{}`", f.name), f.offset, f.nbytes, len)?;
-            if crc32fast::hash(&map[f.offset..f.offset + f.nbytes]) != f.crc32 {
-                return Err(bad(
-                    path,
-                    format!("file `{}`: checksum mismatch: the file is corrupt", f.name),
+                    format!("{kind} `{name}`: checksum mismatch: the file is corrupt"),
                 ));
             }
         }
         Ok(PackedFile {
             path: path.to_path_buf(),
-            map: Arc::new(map),
+            bytes,
             header,
         })
     }
@@ -244,12 +346,12 @@ impl PackedFile {
 
     /// Total size in bytes.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.bytes.len()
     }
 
     /// True for an empty map (never for a valid file).
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.bytes.is_empty()
     }
 
     /// The bytes of an extra file (tokenizer.json, ...), if packed.
@@ -258,7 +360,7 @@ impl PackedFile {
             .files
             .iter()
             .find(|f| f.name == name)
-            .map(|f| &self.map[f.offset..f.offset + f.nbytes])
+            .map(|f| &self.bytes[f.offset..f.offset + f.nbytes])
     }
 
     /// True if a tensor of this name is packed.
@@ -271,17 +373,26 @@ impl PackedFile {
         let Some(t) = self.header.tensors.iter().find(|t| t.name == name) else {
             return Ok(None);
         };
-        let bytes = &self.map[t.offset..t.offset + t.nbytes];
-        let tensor = match self.header.dtype {
-            PackedDtype::F32 => Tensor::mapped(t.shape.clone(), Arc::clone(&self.map), t.offset),
-            PackedDtype::F16 => Tensor::new(
+        let bytes = &self.bytes[t.offset..t.offset + t.nbytes];
+        let tensor = match (self.header.dtype, &self.bytes) {
+            (PackedDtype::F32, Bytes::Mapped(map)) => {
+                Tensor::mapped(t.shape.clone(), Arc::clone(map), t.offset)
+            }
+            (PackedDtype::F32, Bytes::Read(_)) => Tensor::new(
+                t.shape.clone(),
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            (PackedDtype::F16, _) => Tensor::new(
                 t.shape.clone(),
                 bytes
                     .chunks_exact(2)
                     .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
                     .collect(),
             ),
-            PackedDtype::Bf16 => Tensor::new(
+            (PackedDtype::Bf16, _) => Tensor::new(
                 t.shape.clone(),
                 bytes
                     .chunks_exact(2)
@@ -296,126 +407,4 @@ impl PackedFile {
             )
         })
     }
-}
-
-/// What to write: named tensors (f32), extra files, and the header fields.
-pub struct PackInput<'a> {
-    /// The config to embed.
-    pub config: &'a BertConfig,
-    /// The head the tensors serve.
-    pub head: &'a str,
-    /// Storage dtype.
-    pub dtype: PackedDtype,
-    /// (engine name, tensor) in file order.
-    pub tensors: Vec<(&'a str, &'a Tensor)>,
-    /// (name, bytes) of extra files.
-    pub files: Vec<(String, Vec<u8>)>,
-}
-
-fn encode(t: &Tensor, dtype: PackedDtype) -> Vec<u8> {
-    match dtype {
-        PackedDtype::F32 => t.data().iter().flat_map(|v| v.to_le_bytes()).collect(),
-        PackedDtype::F16 => t
-            .data()
-            .iter()
-            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-            .collect(),
-        PackedDtype::Bf16 => t
-            .data()
-            .iter()
-            .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
-            .collect(),
-    }
-}
-
-fn align(n: usize) -> usize {
-    n.div_ceil(ALIGN) * ALIGN
-}
-
-/// Writes a packed file atomically: to a temporary file beside `out`, then renamed.
-/// `progress(done, total)` is called with bytes written.
-pub fn write(out: &Path, input: PackInput, progress: &mut dyn FnMut(u64, u64)) -> Result<u64> {
-    let blobs: Vec<Vec<u8>> = input
-        .tensors
-        .iter()
-        .map(|(_, t)| encode(t, input.dtype))
-        .collect();
-    let file_blobs: Vec<&[u8]> = input.files.iter().map(|(_, b)| b.as_slice()).collect();
-    // Lay out data after the header; the header's own size depends on the offsets it
-    // holds, so iterate until it fits the space reserved for it.
-    let mut reserve = 4096;
-    let (header_json, total) = loop {
-        let mut offset = align(PREAMBLE + reserve);
-        let mut end = offset;
-        let mut tensors = Vec::new();
-        for ((name, t), blob) in input.tensors.iter().zip(&blobs) {
-            tensors.push(TensorEntry {
-                name: name.to_string(),
-                shape: t.shape().to_vec(),
-                offset,
-                nbytes: blob.len(),
-                crc32: crc32fast::hash(blob),
-            });
-            end = offset + blob.len();
-            offset = align(end);
-        }
-        let mut files = Vec::new();
-        for ((name, _), blob) in input.files.iter().zip(&file_blobs) {
-            files.push(FileEntry {
-                name: name.clone(),
-                offset,
-                nbytes: blob.len(),
-                crc32: crc32fast::hash(blob),
-            });
-            end = offset + blob.len();
-            offset = align(end);
-        }
-        let header = Header {
-            dtype: input.dtype,
-            head: input.head.to_string(),
-            config: input.config.clone(),
-            tensors,
-            files,
-        };
-        let json = serde_json::to_vec(&header).map_err(|e| bad(out, e.to_string()))?;
-        if json.len() <= reserve {
-            break (json, end);
-        }
-        reserve = json.len().next_power_of_two();
-    };
-    let header_len = u32::try_from(header_json.len()).map_err(|_| bad(out, "header too large"))?;
-    let tmp = out.with_extension(format!("partial-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::io::BufWriter::new(File::create(&tmp)?);
-        f.write_all(MAGIC)?;
-        f.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        f.write_all(&header_len.to_le_bytes())?;
-        f.write_all(&crc32fast::hash(&header_json).to_le_bytes())?;
-        f.write_all(&0u32.to_le_bytes())?;
-        f.write_all(&header_json)?;
-        // The data starts after the space reserved for the header.
-        f.write_all(&vec![0u8; reserve - header_json.len()])?;
-        let mut written = (PREAMBLE + reserve) as u64;
-        let blobs = blobs
-            .iter()
-            .map(Vec::as_slice)
-            .chain(file_blobs.iter().copied());
-        for blob in blobs {
-            let pad = align(written as usize) - written as usize;
-            f.write_all(&vec![0u8; pad])?;
-            f.write_all(blob)?;
-            written += (pad + blob.len()) as u64;
-            progress(written, total as u64);
-        }
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, out).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(out, e)
-    })?;
-    Ok(total as u64)
 }
