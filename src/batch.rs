@@ -148,8 +148,12 @@ impl Batch {
             .iter()
             .find(|&&t| t as usize >= config.type_vocab_size)
         {
+            let hint = match config.type_vocab_size {
+                1 => ": this model takes no text pairs",
+                _ => "",
+            };
             return Err(Error::Input(format!(
-                "token_type_ids: type id {t} is out of range (type_vocab_size = {})",
+                "token_type_ids: type id {t} is out of range (type_vocab_size = {}){hint}",
                 config.type_vocab_size
             )));
         }

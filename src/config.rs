@@ -170,6 +170,9 @@ pub struct BertConfig {
     pub model_type: Option<String>,
 }
 
+/// The most elements a tensor may have (2^40: 4 TiB of f32).
+const MAX_TENSOR_ELEMENTS: usize = 1 << 40;
+
 impl BertConfig {
     /// Reads and validates a config.json file.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -202,6 +205,26 @@ impl BertConfig {
         ] {
             if value == 0 {
                 return Err(Error::config(field, "must be positive"));
+            }
+        }
+        // Every tensor's element count must be a number (shapes are then compared with
+        // the checkpoint's before anything of that size is allocated).
+        let h = self.hidden_size;
+        for (field, other) in [
+            ("vocab_size", self.vocab_size),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings.saturating_mul(2),
+            ),
+            ("type_vocab_size", self.type_vocab_size),
+            ("intermediate_size", self.intermediate_size),
+            ("hidden_size", h.saturating_mul(3)),
+        ] {
+            if other.checked_mul(h).is_none_or(|n| n > MAX_TENSOR_ELEMENTS) {
+                return Err(Error::config(
+                    field,
+                    format!("{other} x hidden_size {h} is too large for a tensor"),
+                ));
             }
         }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {

@@ -56,6 +56,15 @@ pub enum Error {
         found: Vec<usize>,
     },
 
+    /// A tensor holds values the model cannot run with (NaN, infinities).
+    #[error("tensor `{name}` holds a value that is not a finite number ({message}): the checkpoint is damaged")]
+    BadValues {
+        /// The tensor.
+        name: String,
+        /// What and where.
+        message: String,
+    },
+
     /// The input batch is not valid for this model.
     #[error("invalid input: {0}")]
     Input(String),
@@ -108,6 +117,10 @@ impl Clone for Error {
                 expected: expected.clone(),
                 found: found.clone(),
             },
+            Error::BadValues { name, message } => Error::BadValues {
+                name: name.clone(),
+                message: message.clone(),
+            },
             Error::Input(m) => Error::Input(m.clone()),
             Error::Unsupported(m) => Error::Unsupported(m.clone()),
             Error::Internal(m) => Error::Internal(m.clone()),
@@ -115,6 +128,13 @@ impl Clone for Error {
             Error::Fetch(m) => Error::Fetch(m.clone()),
         }
     }
+}
+
+/// Writes a message line to stderr, ignoring a closed or failing stderr (diagnostics
+/// must never take the process down).
+pub(crate) fn note(message: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 impl Error {

@@ -64,11 +64,15 @@ fn raw_mode_answers_every_line_and_matches_the_reference() {
         &input,
     );
     assert_eq!(code, 1, "a failed line makes the exit status 1");
-    assert_eq!(lines.len(), 6, "one answer per non-blank line");
-    for i in [1, 2, 3, 4] {
+    assert_eq!(lines.len(), 7, "one answer per line");
+    for i in [1, 2, 3, 4, 5] {
         assert!(lines[i]["error"].is_string(), "line {i}: {}", lines[i]);
     }
-    assert!(lines[5]["start_logits"].is_array());
+    assert!(lines[4]["error"]
+        .as_str()
+        .unwrap()
+        .contains("line 5 is empty"));
+    assert!(lines[6]["start_logits"].is_array());
     let first = &lines[0];
     for name in ["start_logits", "end_logits"] {
         let mut got = Vec::new();

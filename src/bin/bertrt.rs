@@ -1,6 +1,6 @@
 //! The bertrt command line: a thin layer over the library.
 
-use std::io::{BufRead, BufWriter, IsTerminal};
+use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -143,6 +143,35 @@ struct RunArgs {
     /// Refuse over-long inputs instead of truncating them with a warning.
     #[arg(long)]
     no_truncate: bool,
+    /// Longest input line in bytes; a longer line gets an error line of its own.
+    #[arg(long, default_value_t = lines::DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+}
+
+/// Writes a line to standard output: a closed pipe ends the command quietly (returns
+/// Ok from it), any other write error is the command's error.
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {
+        if let Err(e) = writeln!($out, $($arg)*) {
+            return written(e);
+        }
+    };
+}
+
+/// What a failed write to stdout means: nothing when the reader went away, else an error.
+fn written(e: std::io::Error) -> Result<()> {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Ok(()),
+        _ => Err(Error::Io {
+            path: PathBuf::from("<stdout>"),
+            source: e,
+        }),
+    }
+}
+
+/// A message on stderr; a closed stderr is ignored.
+fn note(message: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 fn main() -> ExitCode {
@@ -152,21 +181,21 @@ fn main() -> ExitCode {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
-                eprintln!("bertrt: {e}");
+                note(format_args!("bertrt: {e}"));
                 ExitCode::from(2)
             }
         },
         Command::Bench(args) => match bench(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("bertrt: {e}");
+                note(format_args!("bertrt: {e}"));
                 ExitCode::from(2)
             }
         },
         Command::Inspect { file } => match inspect(&file) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("bertrt: {e}");
+                note(format_args!("bertrt: {e}"));
                 ExitCode::from(2)
             }
         },
@@ -181,6 +210,7 @@ fn target(device: &str, dtype: Option<&str>) -> Result<Target> {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
     let device = target(&args.device, args.dtype.as_deref())?;
     let named = match args.model.as_deref() {
         Some("bert-base") => Some(bertrt::synthetic::bert_base_config()),
@@ -215,7 +245,8 @@ fn bench(args: BenchArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let model = Model::load(&dir, Some(Head::Bert), device)?;
     if !args.json {
-        println!(
+        outln!(
+            out,
             "{}: {} layers, hidden {}, on {} in {}",
             dir.display(),
             model.config().num_hidden_layers,
@@ -223,9 +254,13 @@ fn bench(args: BenchArgs) -> Result<()> {
             model.device(),
             model.dtype()
         );
-        println!(
+        outln!(
+            out,
             "{:>10} {:>12} {:>12} {:>14}",
-            "shape", "median ms", "p90 ms", "tokens/s"
+            "shape",
+            "median ms",
+            "p90 ms",
+            "tokens/s"
         );
     }
     for (b, l) in points {
@@ -252,12 +287,14 @@ fn bench(args: BenchArgs) -> Result<()> {
         let p90 = times[(times.len() * 9 / 10).min(times.len() - 1)];
         let tps = (b * l) as f64 / (median / 1e3);
         if args.json {
-            println!(
+            outln!(
+                out,
                 "{}",
                 json!({"batch": b, "len": l, "median_ms": median, "p90_ms": p90, "tokens_per_s": tps, "device": model.device().to_string(), "dtype": model.dtype().to_string()})
             );
         } else {
-            println!(
+            outln!(
+                out,
                 "{:>10} {median:>12.3} {p90:>12.3} {tps:>14.0}",
                 format!("{b}x{l}")
             );
@@ -267,19 +304,21 @@ fn bench(args: BenchArgs) -> Result<()> {
 }
 
 fn inspect(path: &std::path::Path) -> Result<()> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
     let file = bertrt::weights::PackedFile::open(path)?;
     let h = file.header();
     let config =
         serde_json::to_string_pretty(&h.config).map_err(|e| Error::Internal(e.to_string()))?;
-    println!("file:   {} ({} bytes)", path.display(), file.len());
-    println!("head:   {}", h.head);
-    println!("dtype:  {}", json!(h.dtype).as_str().unwrap_or("?"));
-    println!("config: {config}");
-    println!("tensors ({}):", h.tensors.len());
+    outln!(out, "file:   {} ({} bytes)", path.display(), file.len());
+    outln!(out, "head:   {}", h.head);
+    outln!(out, "dtype:  {}", json!(h.dtype).as_str().unwrap_or("?"));
+    outln!(out, "config: {config}");
+    outln!(out, "tensors ({}):", h.tensors.len());
     let mut params = 0usize;
     for t in &h.tensors {
         params += t.shape.iter().product::<usize>();
-        println!(
+        outln!(
+            out,
             "  {:<64} {:>16} {:>12} B  @{}",
             t.name,
             format!("{:?}", t.shape),
@@ -287,12 +326,12 @@ fn inspect(path: &std::path::Path) -> Result<()> {
             t.offset
         );
     }
-    println!("files ({}):", h.files.len());
+    outln!(out, "files ({}):", h.files.len());
     for f in &h.files {
-        println!("  {:<64} {:>12} B  @{}", f.name, f.nbytes, f.offset);
+        outln!(out, "  {:<64} {:>12} B  @{}", f.name, f.nbytes, f.offset);
     }
-    println!("parameters: {params}");
-    Ok(())
+    outln!(out, "parameters: {params}");
+    out.flush().or_else(written)
 }
 
 /// The task options given on the command line, as the JSON object a task parses
@@ -348,7 +387,7 @@ fn task_options_json(a: &RunArgs) -> Result<Value> {
 }
 
 /// Where input lines come from.
-fn input_lines(a: &RunArgs, task: Option<Task>) -> Result<Box<dyn BufRead>> {
+fn input_lines(a: &RunArgs, task: Option<Task>) -> Result<Box<dyn Read>> {
     if let Some(text) = &a.text {
         let line = match task {
             Some(Task::QuestionAnswering) => {
@@ -369,9 +408,9 @@ fn input_lines(a: &RunArgs, task: Option<Task>) -> Result<Box<dyn BufRead>> {
                 path: path.clone(),
                 source: e,
             })?;
-            Ok(Box::new(std::io::BufReader::new(file)))
+            Ok(Box::new(file))
         }
-        None => Ok(Box::new(std::io::stdin().lock())),
+        None => Ok(Box::new(std::io::stdin())),
     }
 }
 
@@ -381,6 +420,14 @@ fn run(args: RunArgs) -> Result<bool> {
         "raw" => None,
         other => Some(other.parse::<Task>()?),
     };
+    if args.text.is_some() && args.input.is_some() {
+        return Err(Error::Input(
+            "--text and --input both give the input: use one".into(),
+        ));
+    }
+    if args.text_pair.is_some() && args.text.is_none() {
+        return Err(Error::Input("--text-pair goes with --text".into()));
+    }
     let device = target(&args.device, args.dtype.as_deref())?;
     let mut task_options = task_options_json(&args)?;
     let raw_flags = args.head.is_some() || args.output_hidden_states || args.output_attentions;
@@ -444,10 +491,13 @@ fn run(args: RunArgs) -> Result<bool> {
         answerer,
         input_lines(&args, task)?,
         stdout,
-        lines::LineOptions { chunk },
+        lines::LineOptions {
+            chunk,
+            max_line_bytes: args.max_line_bytes,
+        },
         |reply| {
             for w in &reply.warnings {
-                eprintln!("bertrt: warning: {w}");
+                note(format_args!("bertrt: warning: {w}"));
             }
             if let Some(bar) = &progress {
                 bar.inc(1);

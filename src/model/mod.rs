@@ -163,6 +163,7 @@ impl Model {
         });
         let heads = std::iter::once(head).chain(others).collect();
         let params = store.into_inner();
+        params.check_finite()?;
         backend.prepare(&params)?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Model {

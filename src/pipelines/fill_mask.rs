@@ -79,10 +79,20 @@ pub(super) fn run(p: &Pipeline, o: &FillMaskOptions, inputs: &[Value]) -> Vec<Re
             let enc = p.encode_one(&input.text, input.text_pair.as_deref(), warnings)?;
             let masks: Vec<usize> = (0..enc.len()).filter(|&i| enc.ids[i] == mask).collect();
             if masks.is_empty() {
-                return Err(Error::Input(format!(
-                    "no mask token ({}) in the input",
-                    p.tokenizer().specials().mask_token
-                )));
+                let token = &p.tokenizer().specials().mask_token;
+                let written = input.text.contains(token.as_str())
+                    || input
+                        .text_pair
+                        .as_deref()
+                        .is_some_and(|t| t.contains(token.as_str()));
+                return Err(Error::Input(match enc.truncated && written {
+                    true => format!(
+                        "the mask token ({token}) was cut off: the input is longer than the \
+                         {} tokens kept",
+                        enc.len()
+                    ),
+                    false => format!("no mask token ({token}) in the input"),
+                }));
             }
             Ok((enc, masks))
         },

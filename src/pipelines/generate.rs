@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Answer, Pipeline, TextInput};
+use super::{non_empty, parse, Answer, Pipeline};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Head};
@@ -19,8 +19,23 @@ pub struct GenerateOptions {
     pub max_new_tokens: Option<usize>,
 }
 
+/// A prompt, with its own number of new tokens.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateInput {
+    text: String,
+    #[serde(default)]
+    text_pair: Option<String>,
+    #[serde(default)]
+    max_new_tokens: Option<usize>,
+}
+
 pub(super) fn run(p: &Pipeline, o: &GenerateOptions, value: &Value) -> Result<Answer> {
-    let input = TextInput::parse(value)?;
+    let input: GenerateInput = parse(
+        value,
+        r#"{"text": ..., "text_pair"?: ..., "max_new_tokens"?: ...}"#,
+    )?;
+    non_empty("text", &input.text)?;
     if !p.config().is_decoder {
         return Err(Error::Unsupported(
             "generate needs a decoder checkpoint (is_decoder = true)".into(),

@@ -251,6 +251,12 @@ impl Pipeline {
         self.encode_one(&input.text, input.text_pair.as_deref(), warnings)
     }
 
+    /// Whether the model can take this encoding (ids, type ids and length), with the
+    /// error it would give in a batch.
+    fn check(&self, enc: &Encoding) -> Result<()> {
+        pad(&[enc], self.tokenizer().specials().pad)?.validate(self.config(), 0)
+    }
+
     /// Runs the task's head on encodings padded to one length.
     fn forward(&self, encodings: &[&Encoding]) -> Result<Outputs> {
         self.forward_batch(&pad(encodings, self.tokenizer().specials().pad)?)
@@ -276,7 +282,10 @@ fn batched<P>(
     let mut ready = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         let mut warnings = Vec::new();
-        match prepare(input, &mut warnings) {
+        // An input the model cannot take fails here, alone, not the batch it would join.
+        let prepared = prepare(input, &mut warnings)
+            .and_then(|(enc, extra)| p.check(&enc).map(|()| (enc, extra)));
+        match prepared {
             Ok((enc, extra)) => ready.push((i, enc, extra, warnings)),
             Err(e) => results[i] = Some(Err(e)),
         }
@@ -284,21 +293,29 @@ fn batched<P>(
     // Group by length so that little padding is computed.
     ready.sort_by_key(|r| r.1.len());
     let size = p.input.batch_size();
-    for group in ready.chunks(size) {
+    let answer = |group: &[(usize, Encoding, P, Vec<String>)], results: &mut Vec<_>| {
         let encs: Vec<&Encoding> = group.iter().map(|r| &r.1).collect();
-        match p.forward(&encs) {
-            Ok(out) => {
-                for (row, (i, enc, extra, warnings)) in group.iter().enumerate() {
-                    results[*i] = Some(
-                        finish(&out, row, enc, extra)
-                            .map(|value| Answer::new(value).with_warnings(warnings.clone())),
-                    );
-                }
-            }
-            Err(e) => {
-                for (i, ..) in group {
-                    results[*i] = Some(Err(e.clone()));
-                }
+        let out = p.forward(&encs)?;
+        for (row, (i, enc, extra, warnings)) in group.iter().enumerate() {
+            results[*i] = Some(
+                finish(&out, row, enc, extra)
+                    .map(|value| Answer::new(value).with_warnings(warnings.clone())),
+            );
+        }
+        Ok::<(), Error>(())
+    };
+    for group in ready.chunks(size) {
+        let Err(e) = answer(group, &mut results) else {
+            continue;
+        };
+        if group.len() == 1 {
+            results[group[0].0] = Some(Err(e));
+            continue;
+        }
+        // A failed batch is retried line by line, so only what fails alone fails.
+        for line in group.chunks(1) {
+            if let Err(e) = answer(line, &mut results) {
+                results[line[0].0] = Some(Err(e));
             }
         }
     }
@@ -315,8 +332,6 @@ struct TextInput {
     text: String,
     #[serde(default)]
     text_pair: Option<String>,
-    #[serde(default)]
-    max_new_tokens: Option<usize>,
 }
 
 impl TextInput {

@@ -68,6 +68,37 @@ impl ParamStore {
     pub fn num_parameters(&self) -> usize {
         self.tensors.iter().map(Tensor::len).sum()
     }
+
+    /// Refuses a parameter holding NaN or an infinity (a damaged checkpoint would
+    /// otherwise answer every request with NaN scores), naming the tensor and the first
+    /// such element.
+    pub fn check_finite(&self) -> Result<()> {
+        for (name, t) in self.iter() {
+            if let Some(i) = first_non_finite(t.data()) {
+                return Err(Error::BadValues {
+                    name: name.to_string(),
+                    message: format!("element {i} of {:?} is {}", t.shape(), t.data()[i]),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The index of the first NaN or infinity: blocks are screened by their largest
+/// exponent field (all ones only for NaN and infinities), which vectorizes.
+fn first_non_finite(data: &[f32]) -> Option<usize> {
+    const EXPONENT: u32 = 0x7f80_0000;
+    const BLOCK: usize = 256;
+    data.chunks(BLOCK).enumerate().find_map(|(b, block)| {
+        let widest = block
+            .iter()
+            .fold(0u32, |m, x| m.max(x.to_bits() & EXPONENT));
+        (widest == EXPONENT)
+            .then(|| block.iter().position(|x| !x.is_finite()))
+            .flatten()
+            .map(|i| b * BLOCK + i)
+    })
 }
 
 /// Where named tensors come from: a Hugging Face checkpoint or a packed file.
@@ -208,12 +239,23 @@ impl<'a> VarBuilder<'a> {
         if fused.contains("weight") {
             return Ok((fused.get("weight", &[n, cols])?, fused.get("bias", &[n])?));
         }
-        let mut w = Vec::with_capacity(n * cols);
-        let mut b = Vec::with_capacity(n);
+        // Every part is read (and its shape checked against the checkpoint) before the
+        // fused tensor is allocated, so a config that lies about sizes is an error, not a
+        // huge allocation.
+        let mut weights = Vec::with_capacity(parts.len());
+        let mut biases = Vec::with_capacity(parts.len());
         for part in parts {
-            w.extend_from_slice(self.pp(part).tensor("weight", &[rows, cols])?.data());
-            b.extend_from_slice(self.pp(part).tensor("bias", &[rows])?.data());
+            weights.push(self.pp(part).tensor("weight", &[rows, cols])?);
+            biases.push(self.pp(part).tensor("bias", &[rows])?);
         }
+        let w: Vec<f32> = weights
+            .iter()
+            .flat_map(|t| t.data().iter().copied())
+            .collect();
+        let b: Vec<f32> = biases
+            .iter()
+            .flat_map(|t| t.data().iter().copied())
+            .collect();
         let (w, b) = (Tensor::new(vec![n, cols], w), Tensor::new(vec![n], b));
         match (w, b) {
             (Some(w), Some(b)) => Ok((fused.put("weight", w), fused.put("bias", b))),

@@ -320,7 +320,7 @@ impl Drop for CpuBackend {
     fn drop(&mut self) {
         let summary = self.times.summary();
         if !summary.is_empty() {
-            eprint!("{summary}");
+            crate::error::note(format_args!("{}", summary.trim_end()));
         }
     }
 }

@@ -3,7 +3,7 @@
 //! config, tokenizer and pooling files inside). `convert --verify FILE` checks one as the
 //! engine does before loading it.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,11 +39,16 @@ struct Args {
     verify: bool,
 }
 
+/// A message on stderr; a closed stderr is ignored.
+fn note(message: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
 fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("convert: {e}");
+            note(format_args!("convert: {e}"));
             ExitCode::from(1)
         }
     }
@@ -53,7 +58,8 @@ fn run(args: Args) -> bertrt::Result<()> {
     if args.verify {
         let file = PackedFile::open(&args.input)?;
         let h = file.header();
-        println!(
+        let line = writeln!(
+            std::io::stdout(),
             "{}: ok ({} tensors, {} files, {}, {} bytes)",
             args.input.display(),
             h.tensors.len(),
@@ -61,7 +67,14 @@ fn run(args: Args) -> bertrt::Result<()> {
             serde_json_dtype(h.dtype),
             file.len()
         );
-        return Ok(());
+        // A reader that went away is not an error; a full disk is.
+        return match line {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(bertrt::Error::Io {
+                path: "<stdout>".into(),
+                source: e,
+            }),
+            _ => Ok(()),
+        };
     }
     let output = args.output.ok_or_else(|| {
         bertrt::Error::Input("missing OUTPUT: convert IN OUT (or convert --verify FILE)".into())
@@ -90,7 +103,10 @@ fn run(args: Args) -> bertrt::Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    eprintln!("convert: wrote {} ({written} bytes)", output.display());
+    note(format_args!(
+        "convert: wrote {} ({written} bytes)",
+        output.display()
+    ));
     Ok(())
 }
 
