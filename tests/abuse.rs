@@ -9,15 +9,12 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use common::cli::bertrt;
 use common::{fixtures_dir, Scratch};
 use serde_json::{json, Value};
-
-fn bertrt() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bertrt"))
-}
 
 fn pipeline(name: &str) -> String {
     fixtures_dir()
@@ -66,6 +63,23 @@ enum Part {
     Words(usize),
 }
 
+/// `{"FIELD": WORDS}` with the field's opening given as JSON (`{"text": "`).
+fn one_text(open: &'static str, words: usize) -> Vec<Part> {
+    vec![Part::Json(open), Part::Words(words), Part::Json(r#""}"#)]
+}
+
+/// `{"text": WORDS, "text_pair": WORDS}`.
+fn two_texts(words: usize) -> Vec<Part> {
+    use Part::{Json, Words};
+    vec![
+        Json(r#"{"text": ""#),
+        Words(words),
+        Json(r#"", "text_pair": ""#),
+        Words(words),
+        Json(r#""}"#),
+    ]
+}
+
 const MIB: usize = 1 << 20;
 const RSS_LIMIT: u64 = 1 << 30;
 
@@ -79,87 +93,55 @@ fn every_task_on_a_16_mib_line_stays_under_1_gib() {
     use Part::{Json, Words};
     let scratch = Scratch::new("abuse-rss");
     let (big, half) = (16 * MIB - 64, 8 * MIB - 64);
+    let text = r#"{"text": ""#;
     let cases: Vec<(&str, &str, Vec<&str>, Vec<Part>)> = vec![
         (
             "text-classification",
             "text_cls_single",
             vec![],
-            vec![Json(r#"{"text": ""#), Words(big), Json(r#""}"#)],
+            one_text(text, big),
         ),
         (
             "text-classification",
             "text_cls_single",
             vec![],
-            vec![
-                Json(r#"{"text": ""#),
-                Words(half),
-                Json(r#"", "text_pair": ""#),
-                Words(half),
-                Json(r#""}"#),
-            ],
+            two_texts(half),
         ),
         (
             "text-classification",
             "text_cls_single",
             vec![],
-            vec![
-                Json(r#"{"text": ""#),
-                Words(40_000),
-                Json(r#"", "text_pair": ""#),
-                Words(40_000),
-                Json(r#""}"#),
-            ],
+            two_texts(40_000),
         ),
-        (
-            "embed",
-            "text_cls_single",
-            vec![],
-            vec![Json(r#"{"text": ""#), Words(big), Json(r#""}"#)],
-        ),
+        ("embed", "text_cls_single", vec![], one_text(text, big)),
         (
             "fill-mask",
             "fill_mask",
             vec![],
-            vec![
-                Json(r#"{"text": "paris is the [MASK] of france. "#),
-                Words(big),
-                Json(r#""}"#),
-            ],
+            one_text(r#"{"text": "paris is the [MASK] of france. "#, big),
         ),
         (
             "token-classification",
             "token_cls",
             vec![],
-            vec![Json(r#"{"text": ""#), Words(big), Json(r#""}"#)],
+            one_text(text, big),
         ),
         (
             "token-classification",
             "token_cls",
             vec!["--aggregation", "simple", "--stride", "16"],
-            vec![Json(r#"{"text": ""#), Words(big), Json(r#""}"#)],
+            one_text(text, big),
         ),
         (
             "question-answering",
             "qa",
             vec![],
-            vec![
-                Json(r#"{"question": "who lives in new york?", "context": ""#),
-                Words(big),
-                Json(r#""}"#),
-            ],
+            one_text(
+                r#"{"question": "who lives in new york?", "context": ""#,
+                big,
+            ),
         ),
-        (
-            "next-sentence",
-            "nsp",
-            vec![],
-            vec![
-                Json(r#"{"text": ""#),
-                Words(half),
-                Json(r#"", "text_pair": ""#),
-                Words(half),
-                Json(r#""}"#),
-            ],
-        ),
+        ("next-sentence", "nsp", vec![], two_texts(half)),
         (
             "multiple-choice",
             "multiple_choice",
@@ -176,7 +158,7 @@ fn every_task_on_a_16_mib_line_stays_under_1_gib() {
             "generate",
             "generate",
             vec!["--max-new-tokens", "2"],
-            vec![Json(r#"{"text": ""#), Words(big), Json(r#""}"#)],
+            one_text(text, big),
         ),
     ];
     let mut table = String::from("task                  input      peak RSS   seconds\n");
@@ -252,32 +234,9 @@ impl TakeOrPanic for Option<std::process::ChildStdout> {
     }
 }
 
-/// Runs `bertrt run` with `args` on `input`; returns exit code, output lines, stderr.
+/// Runs `bertrt run ARGS` on `input`; returns exit code, output lines, stderr.
 fn run(args: &[&str], input: &[u8]) -> (i32, Vec<Value>, String) {
-    let mut child = bertrt()
-        .arg("run")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect();
-    (
-        out.status.code().unwrap_or(-1),
-        lines,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::cli::run(&[&["run"], args].concat(), input)
 }
 
 fn error_of(v: &Value) -> &str {

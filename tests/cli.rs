@@ -2,32 +2,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::{fixtures_dir, Reference};
 
 fn run(args: &[&str], stdin: &str) -> (i32, Vec<serde_json::Value>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bertrt"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The process may exit before reading (setup errors): a broken pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    let lines = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect();
-    (
-        out.status.code().unwrap_or(-1),
-        lines,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::cli::run(args, stdin.as_bytes())
 }
 
 fn flatten(v: &serde_json::Value, out: &mut Vec<f64>) {
@@ -383,7 +361,7 @@ fn bench_and_inspect() {
         force: false,
     };
     bertrt::convert::convert(&tiny, &file, opts, &mut |_, _| {}).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bertrt"))
+    let out = common::cli::bertrt()
         .args(["inspect", file.to_str().unwrap()])
         .output()
         .unwrap();

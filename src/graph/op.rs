@@ -204,35 +204,18 @@ impl fmt::Display for Op {
     }
 }
 
-impl From<Embeddings> for Op {
-    fn from(op: Embeddings) -> Op {
-        Op::Embeddings(op)
-    }
+/// `Op::X(op)` from each op struct `X`.
+macro_rules! op_from {
+    ($($kind:ident),*) => {
+        $(impl From<$kind> for Op {
+            fn from(op: $kind) -> Op {
+                Op::$kind(op)
+            }
+        })*
+    };
 }
 
-impl From<Linear> for Op {
-    fn from(op: Linear) -> Op {
-        Op::Linear(op)
-    }
-}
-
-impl From<LayerNorm> for Op {
-    fn from(op: LayerNorm) -> Op {
-        Op::LayerNorm(op)
-    }
-}
-
-impl From<Attention> for Op {
-    fn from(op: Attention) -> Op {
-        Op::Attention(op)
-    }
-}
-
-impl From<GatherFirst> for Op {
-    fn from(op: GatherFirst) -> Op {
-        Op::GatherFirst(op)
-    }
-}
+op_from!(Embeddings, Linear, LayerNorm, Attention, GatherFirst);
 
 #[cfg(test)]
 mod tests {

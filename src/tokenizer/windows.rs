@@ -23,7 +23,7 @@ pub struct Windows<'t> {
     first: Pieces,
     second: Option<Pieces>,
     /// Per window: the tokens of the first text and of the second.
-    spans: Vec<(Range<usize>, Option<Range<usize>>)>,
+    spans: Spans,
     /// Whether tokens were cut (or moved to later windows).
     truncated: bool,
 }
@@ -79,6 +79,134 @@ fn window_ranges(len: usize, max_len: usize, stride: usize) -> Result<Vec<Range<
     }
 }
 
+/// What lays out one input's windows: the tokenizer, the token budget left by the
+/// special tokens and the options.
+struct Layout<'t> {
+    base: &'t Tokenizer,
+    max: usize,
+    opts: EncodeOptions,
+    piece_bytes: usize,
+}
+
+impl<'t> Layout<'t> {
+    fn tokenize(&self, text: &str, keep: Keep) -> Result<Pieces> {
+        pieces::tokenize(self.base, text, keep, self.piece_bytes)
+    }
+
+    /// What to keep of a text that gets at most `room` tokens a window.
+    fn keep(&self, room: usize) -> Keep {
+        match self.opts.overflow {
+            true => Keep::All,
+            false => Keep::First(room),
+        }
+    }
+
+    fn windows(
+        &self,
+        first: Pieces,
+        second: Option<Pieces>,
+        spans: Spans,
+        truncated: bool,
+    ) -> Windows<'t> {
+        Windows {
+            base: self.base,
+            first,
+            second,
+            spans,
+            truncated,
+        }
+    }
+
+    fn single(&self, text: &str) -> Result<Windows<'t>> {
+        let (max, opts) = (self.max, self.opts);
+        let first = self.tokenize(text, self.keep(max))?;
+        let cut = !first.counted || first.total > max;
+        if cut && opts.truncation == Truncation::OnlySecond {
+            return Err(Error::Input(
+                "only_second truncation needs a second text".into(),
+            ));
+        }
+        let ranges = match opts.overflow {
+            true => window_ranges(first.ids.len(), max, opts.stride)?,
+            false => one(0..first.ids.len().min(max)),
+        };
+        let spans = ranges.into_iter().map(|r| (r, None)).collect();
+        Ok(self.windows(first, None, spans, cut))
+    }
+
+    /// only_first or only_second: the other text is kept whole in every window.
+    fn only_one(&self, text: &str, pair: &str) -> Result<Windows<'t>> {
+        let (max, opts) = (self.max, self.opts);
+        let only_first = opts.truncation == Truncation::OnlyFirst;
+        let (truncated, untouched) = if only_first {
+            (text, pair)
+        } else {
+            (pair, text)
+        };
+        // The untouched text keeps every token, so it must leave room for the other.
+        let other = self.tokenize(untouched, Keep::First(max))?;
+        let room = max.saturating_sub(other.total);
+        let cut = self.tokenize(truncated, self.keep(room.max(1)))?;
+        let needs_cut = !other.counted || !cut.counted || other.total + cut.total > max;
+        if needs_cut && (room == 0 || !other.counted) {
+            return Err(Error::Input(format!(
+                "the {} text alone fills the {max} tokens of max_length: nothing is left \
+                 to keep of the other",
+                if only_first { "second" } else { "first" }
+            )));
+        }
+        let ranges = match (needs_cut, opts.overflow) {
+            (false, _) => one(0..cut.ids.len()),
+            (true, true) => window_ranges(cut.ids.len(), room, opts.stride)?,
+            (true, false) => one(0..cut.ids.len().min(room)),
+        };
+        let whole = 0..other.ids.len();
+        let spans = ranges
+            .into_iter()
+            .map(|r| match only_first {
+                true => (r, Some(whole.clone())),
+                false => (whole.clone(), Some(r)),
+            })
+            .collect();
+        Ok(match only_first {
+            true => self.windows(cut, Some(other), spans, needs_cut),
+            false => self.windows(other, Some(cut), spans, needs_cut),
+        })
+    }
+
+    fn longest_first(&self, text: &str, pair: &str) -> Result<Windows<'t>> {
+        let max = self.max;
+        if self.opts.overflow {
+            return Err(Error::Unsupported(
+                "overflowing windows of a pair need only_first or only_second truncation".into(),
+            ));
+        }
+        let (mut first, mut second) = (
+            self.tokenize(text, Keep::First(max))?,
+            self.tokenize(pair, Keep::First(max))?,
+        );
+        // Both longer than max: which is longer decides who gets the odd token.
+        if !first.counted && !second.counted && max % 2 == 1 {
+            first = self.tokenize(text, Keep::FirstCountAll(max))?;
+            second = self.tokenize(pair, Keep::FirstCountAll(max))?;
+        }
+        let (n1, n2) = (first.total, second.total);
+        let truncated = !first.counted || !second.counted || n1 + n2 > max;
+        let (k1, k2) = match truncated {
+            true => longest_first(n1, n2, max),
+            false => (n1, n2),
+        };
+        let spans = vec![(
+            0..k1.min(first.ids.len()),
+            Some(0..k2.min(second.ids.len())),
+        )];
+        Ok(self.windows(first, Some(second), spans, truncated))
+    }
+}
+
+/// Per window: the tokens of the first text and of the second.
+type Spans = Vec<(Range<usize>, Option<Range<usize>>)>;
+
 impl<'t> Windows<'t> {
     /// Tokenizes `text` (and `pair`) and lays out its windows under `opts`.
     pub fn new(
@@ -98,18 +226,17 @@ impl<'t> Windows<'t> {
         opts: EncodeOptions,
         piece_bytes: usize,
     ) -> Result<Self> {
-        let tokenize = |t: &str, keep| pieces::tokenize(base, t, keep, piece_bytes);
         let Some(max_length) = opts.max_length else {
-            let first = tokenize(text, Keep::All)?;
-            let second = pair.map(|p| tokenize(p, Keep::All)).transpose()?;
-            let spans = vec![(0..first.ids.len(), second.as_ref().map(|s| 0..s.ids.len()))];
-            return Ok(Windows {
+            let whole = Layout {
                 base,
-                first,
-                second,
-                spans,
-                truncated: false,
-            });
+                max: usize::MAX,
+                opts,
+                piece_bytes,
+            };
+            let first = whole.tokenize(text, Keep::All)?;
+            let second = pair.map(|p| whole.tokenize(p, Keep::All)).transpose()?;
+            let spans = vec![(0..first.ids.len(), second.as_ref().map(|s| 0..s.ids.len()))];
+            return Ok(whole.windows(first, second, spans, false));
         };
         let specials = base
             .get_post_processor()
@@ -119,136 +246,21 @@ impl<'t> Windows<'t> {
             .filter(|&m| m > 0)
             .ok_or_else(|| {
                 Error::Input(format!(
-                "max_length {max_length} leaves no room for text beside {specials} special tokens"
-            ))
+                    "max_length {max_length} leaves no room for text beside {specials} \
+                     special tokens"
+                ))
             })?;
-        match pair {
-            None => Self::single(base, tokenize(text, Self::keep(opts, max))?, max, opts),
-            Some(pair) => Self::pair(base, text, pair, max, opts, &tokenize),
-        }
-    }
-
-    fn keep(opts: EncodeOptions, max: usize) -> Keep {
-        match opts.overflow {
-            true => Keep::All,
-            false => Keep::First(max),
-        }
-    }
-
-    fn single(base: &'t Tokenizer, first: Pieces, max: usize, opts: EncodeOptions) -> Result<Self> {
-        let cut = !first.counted || first.total > max;
-        if cut && opts.truncation == Truncation::OnlySecond {
-            return Err(Error::Input(
-                "only_second truncation needs a second text".into(),
-            ));
-        }
-        let ranges = match opts.overflow {
-            true => window_ranges(first.ids.len(), max, opts.stride)?,
-            false => one(0..first.ids.len().min(max)),
-        };
-        Ok(Windows {
+        let layout = Layout {
             base,
-            spans: ranges.into_iter().map(|r| (r, None)).collect(),
-            first,
-            second: None,
-            truncated: cut,
-        })
-    }
-
-    fn pair(
-        base: &'t Tokenizer,
-        text: &str,
-        pair: &str,
-        max: usize,
-        opts: EncodeOptions,
-        tokenize: &dyn Fn(&str, Keep) -> Result<Pieces>,
-    ) -> Result<Self> {
-        let (truncated, untouched) = match opts.truncation {
-            Truncation::LongestFirst => {
-                return Self::longest_first(base, text, pair, max, opts, tokenize)
-            }
-            Truncation::OnlyFirst => (text, pair),
-            Truncation::OnlySecond => (pair, text),
+            max,
+            opts,
+            piece_bytes,
         };
-        // The untouched text keeps every token, so it must leave room for the other.
-        let other = tokenize(untouched, Keep::First(max))?;
-        let room = max.saturating_sub(other.total);
-        let cut = tokenize(truncated, Self::keep(opts, room.max(1)))?;
-        let needs_cut = !other.counted || !cut.counted || other.total + cut.total > max;
-        if needs_cut && (room == 0 || !other.counted) {
-            return Err(Error::Input(format!(
-                "the {} text alone fills the {max} tokens of max_length: nothing is left \
-                 to keep of the other",
-                match opts.truncation {
-                    Truncation::OnlyFirst => "second",
-                    _ => "first",
-                }
-            )));
+        match (pair, opts.truncation) {
+            (None, _) => layout.single(text),
+            (Some(pair), Truncation::LongestFirst) => layout.longest_first(text, pair),
+            (Some(pair), _) => layout.only_one(text, pair),
         }
-        let ranges = match (needs_cut, opts.overflow) {
-            (false, _) => one(0..cut.ids.len()),
-            (true, true) => window_ranges(cut.ids.len(), room, opts.stride)?,
-            (true, false) => one(0..cut.ids.len().min(room)),
-        };
-        let whole = 0..other.ids.len();
-        let spans = ranges
-            .into_iter()
-            .map(|r| match opts.truncation {
-                Truncation::OnlyFirst => (r, Some(whole.clone())),
-                _ => (whole.clone(), Some(r)),
-            })
-            .collect();
-        let (first, second) = match opts.truncation {
-            Truncation::OnlyFirst => (cut, other),
-            _ => (other, cut),
-        };
-        Ok(Windows {
-            base,
-            first,
-            second: Some(second),
-            spans,
-            truncated: needs_cut,
-        })
-    }
-
-    fn longest_first(
-        base: &'t Tokenizer,
-        text: &str,
-        pair: &str,
-        max: usize,
-        opts: EncodeOptions,
-        tokenize: &dyn Fn(&str, Keep) -> Result<Pieces>,
-    ) -> Result<Self> {
-        if opts.overflow {
-            return Err(Error::Unsupported(
-                "overflowing windows of a pair need only_first or only_second truncation".into(),
-            ));
-        }
-        let (mut first, mut second) = (
-            tokenize(text, Keep::First(max))?,
-            tokenize(pair, Keep::First(max))?,
-        );
-        // Both longer than max: which is longer decides who gets the odd token.
-        if !first.counted && !second.counted && max % 2 == 1 {
-            first = tokenize(text, Keep::FirstCountAll(max))?;
-            second = tokenize(pair, Keep::FirstCountAll(max))?;
-        }
-        let (n1, n2) = (first.total, second.total);
-        let truncated = !first.counted || !second.counted || n1 + n2 > max;
-        let (k1, k2) = match truncated {
-            true => longest_first(n1, n2, max),
-            false => (n1, n2),
-        };
-        Ok(Windows {
-            base,
-            spans: vec![(
-                0..k1.min(first.ids.len()),
-                Some(0..k2.min(second.ids.len())),
-            )],
-            first,
-            second: Some(second),
-            truncated,
-        })
     }
 
     /// Number of windows (at least 1).

@@ -13,6 +13,7 @@ use safetensors::{Dtype, SafeTensors};
 pub const TOL: f64 = 1e-4;
 pub const LOGIT_TOL: f64 = 1e-4;
 
+pub mod cli;
 pub mod device;
 
 /// A scratch folder under the system temp folder (tagged with the test's name and the

@@ -172,6 +172,14 @@ fn check_layout(path: &Path, header: &Header, header_end: usize, len: usize) -> 
         .map_err(|e| bad(path, format!("header: {e}")))?;
     let mut spans = Vec::with_capacity(header.tensors.len() + header.files.len());
     let mut names = HashSet::new();
+    // Each entry's bytes, once per name of its kind.
+    let mut entry = |kind: &'static str, name: &str, offset: usize, nbytes: usize| {
+        spans.push(span(path, format!("{kind} `{name}`"), offset, nbytes, len)?);
+        match names.insert((kind, name.to_string())) {
+            true => Ok(()),
+            false => Err(bad(path, format!("{kind} `{name}` appears more than once"))),
+        }
+    };
     for t in &header.tensors {
         let elements = t
             .shape
@@ -187,34 +195,10 @@ fn check_layout(path: &Path, header: &Header, header_end: usize, len: usize) -> 
                 ),
             ));
         }
-        spans.push(span(
-            path,
-            format!("tensor `{}`", t.name),
-            t.offset,
-            t.nbytes,
-            len,
-        )?);
-        if !names.insert(("tensor", t.name.as_str())) {
-            return Err(bad(
-                path,
-                format!("tensor `{}` appears more than once", t.name),
-            ));
-        }
+        entry("tensor", &t.name, t.offset, t.nbytes)?;
     }
     for f in &header.files {
-        spans.push(span(
-            path,
-            format!("file `{}`", f.name),
-            f.offset,
-            f.nbytes,
-            len,
-        )?);
-        if !names.insert(("file", f.name.as_str())) {
-            return Err(bad(
-                path,
-                format!("file `{}` appears more than once", f.name),
-            ));
-        }
+        entry("file", &f.name, f.offset, f.nbytes)?;
     }
     spans.retain(|s| s.end > s.start);
     spans.sort_by_key(|s| s.start);
