@@ -71,31 +71,36 @@ impl ParamStore {
 
     /// Refuses a parameter holding NaN or an infinity (a damaged checkpoint would
     /// otherwise answer every request with NaN scores), naming the tensor and the first
-    /// such element.
+    /// such element. Memory-bound (MiniLM's 90 MB: about 9 ms on one core), so the
+    /// tensors are screened on every thread.
     pub fn check_finite(&self) -> Result<()> {
-        for (name, t) in self.iter() {
-            if let Some(i) = first_non_finite(t.data()) {
-                return Err(Error::BadValues {
-                    name: name.to_string(),
-                    message: format!("element {i} of {:?} is {}", t.shape(), t.data()[i]),
-                });
-            }
+        use rayon::prelude::*;
+        let bad = self
+            .tensors
+            .par_iter()
+            .enumerate()
+            .find_map_first(|(k, t)| first_non_finite(t.data()).map(|i| (k, i)));
+        match bad {
+            None => Ok(()),
+            Some((k, i)) => Err(Error::BadValues {
+                name: self.names[k].clone(),
+                message: format!(
+                    "element {i} of {:?} is {}",
+                    self.tensors[k].shape(),
+                    self.tensors[k].data()[i]
+                ),
+            }),
         }
-        Ok(())
     }
 }
 
-/// The index of the first NaN or infinity: blocks are screened by their largest
-/// exponent field (all ones only for NaN and infinities), which vectorizes.
+/// The index of the first NaN or infinity, blocks screened with one vectorized
+/// comparison each (`!(|x| <= MAX)` holds for NaN and infinities only).
 fn first_non_finite(data: &[f32]) -> Option<usize> {
-    const EXPONENT: u32 = 0x7f80_0000;
-    const BLOCK: usize = 256;
+    const BLOCK: usize = 1024;
     data.chunks(BLOCK).enumerate().find_map(|(b, block)| {
-        let widest = block
-            .iter()
-            .fold(0u32, |m, x| m.max(x.to_bits() & EXPONENT));
-        (widest == EXPONENT)
-            .then(|| block.iter().position(|x| !x.is_finite()))
+        let any = block.iter().fold(false, |a, x| a | !(x.abs() <= f32::MAX));
+        any.then(|| block.iter().position(|x| !x.is_finite()))
             .flatten()
             .map(|i| b * BLOCK + i)
     })
