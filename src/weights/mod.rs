@@ -95,11 +95,11 @@ impl ParamStore {
 }
 
 /// The index of the first NaN or infinity, blocks screened with one vectorized
-/// comparison each (`!(|x| <= MAX)` holds for NaN and infinities only).
+/// comparison each (`is_finite` is `|x| < inf`, false for NaN and infinities).
 fn first_non_finite(data: &[f32]) -> Option<usize> {
     const BLOCK: usize = 1024;
     data.chunks(BLOCK).enumerate().find_map(|(b, block)| {
-        let any = block.iter().fold(false, |a, x| a | !(x.abs() <= f32::MAX));
+        let any = block.iter().fold(false, |a, x| a | !x.is_finite());
         any.then(|| block.iter().position(|x| !x.is_finite()))
             .flatten()
             .map(|i| b * BLOCK + i)
