@@ -181,7 +181,11 @@ impl<R: Read> LineReader<R> {
     fn next(&mut self) -> std::io::Result<Option<(Result<Value>, usize)>> {
         let (mut line, mut len, mut any) = (Vec::new(), 0usize, false);
         loop {
-            let buf = self.input.fill_buf()?;
+            let buf = match self.input.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             if buf.is_empty() {
                 break;
             }
