@@ -165,7 +165,7 @@ fn tasks_answer_lines_and_report_bad_ones() {
     assert_eq!(lines[0].as_array().unwrap().len(), 2);
     assert!(lines[0][0]["token_str"].is_string());
     for (i, needle) in [
-        (1, "empty"),
+        (1, "no mask token"),
         (2, "unknown field"),
         (3, "invalid JSON"),
         (4, "no mask token"),

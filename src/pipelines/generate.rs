@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{non_empty, parse, Answer, Pipeline};
+use super::{parse, Answer, Pipeline};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Head};
@@ -35,7 +35,6 @@ pub(super) fn run(p: &Pipeline, o: &GenerateOptions, value: &Value) -> Result<An
         value,
         r#"{"text": ..., "text_pair"?: ..., "max_new_tokens"?: ...}"#,
     )?;
-    non_empty("text", &input.text)?;
     if !p.config().is_decoder {
         return Err(Error::Unsupported(
             "generate needs a decoder checkpoint (is_decoder = true)".into(),

@@ -336,12 +336,9 @@ struct TextInput {
 
 impl TextInput {
     fn parse(value: &Value) -> Result<TextInput> {
-        let input: TextInput = parse(value, r#"{"text": ..., "text_pair"?: ...}"#)?;
-        non_empty("text", &input.text)?;
-        if let Some(pair) = &input.text_pair {
-            non_empty("text_pair", pair)?;
-        }
-        Ok(input)
+        // An empty (or blank) text is an input like any other, as in transformers and
+        // sentence-transformers: it encodes as [CLS] [SEP].
+        parse(value, r#"{"text": ..., "text_pair"?: ...}"#)
     }
 }
 
