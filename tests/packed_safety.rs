@@ -207,8 +207,8 @@ fn convert_never_writes_through_a_planted_symlink() {
     assert_eq!(std::fs::read_dir(&s.0).unwrap().count(), 7);
 }
 
-/// `bertrt run --task raw --batch-size 1` on `file` (lines answered four at a time):
-/// answers four lines, then the file is truncated to nothing, then a fifth line is
+/// `bertrt run --task raw --batch-size 1` on `file`: answers four lines (each as soon as
+/// it arrives), then the file is truncated to nothing, then a fifth line is sent and
 /// answered. Returns the exit status and the answers.
 #[cfg(unix)]
 fn run_through_truncation(file: &Path, no_mmap: bool) -> (std::process::ExitStatus, Vec<String>) {
@@ -227,13 +227,14 @@ fn run_through_truncation(file: &Path, no_mmap: bool) -> (std::process::ExitStat
     }
     let mut child = cmd.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    // The loop answers a chunk once it has seen the line after it (or the end).
+    // A line is answered as soon as it has arrived, so the fifth one, sent after the
+    // truncation, is computed from the truncated file.
     let line = b"{\"input_ids\": [[1, 2, 3]]}\n";
-    stdin.write_all(&line.repeat(5)).unwrap();
-    stdin.flush().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut answers = vec![String::new(); 4];
     for answer in &mut answers {
+        stdin.write_all(line).unwrap();
+        stdin.flush().unwrap();
         out.read_line(answer).unwrap();
     }
     std::fs::OpenOptions::new()
@@ -242,6 +243,7 @@ fn run_through_truncation(file: &Path, no_mmap: bool) -> (std::process::ExitStat
         .unwrap()
         .set_len(0)
         .unwrap();
+    stdin.write_all(line).unwrap();
     drop(stdin);
     answers.extend(out.lines().map_while(Result::ok));
     (child.wait().unwrap(), answers)
