@@ -162,6 +162,18 @@ struct Span {
     end: usize,
 }
 
+/// Little-endian values of N bytes each, as f32.
+fn widen<const N: usize>(bytes: &[u8], value: impl Fn([u8; N]) -> f32) -> Vec<f32> {
+    bytes
+        .chunks_exact(N)
+        .map(|c| {
+            let mut b = [0u8; N];
+            b.copy_from_slice(c);
+            value(b)
+        })
+        .collect()
+}
+
 /// Checks the header's entries against each other and the file: a known head, sizes that
 /// match shapes, every entry aligned, inside the file and after the header, no two
 /// entries of a kind with one name, and no two entries sharing a byte.
@@ -362,26 +374,16 @@ impl PackedFile {
             (PackedDtype::F32, Bytes::Mapped(map)) => {
                 Tensor::mapped(t.shape.clone(), Arc::clone(map), t.offset)
             }
-            (PackedDtype::F32, Bytes::Read(_)) => Tensor::new(
-                t.shape.clone(),
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
+            (PackedDtype::F32, Bytes::Read(_)) => {
+                Tensor::new(t.shape.clone(), widen(bytes, f32::from_le_bytes))
+            }
             (PackedDtype::F16, _) => Tensor::new(
                 t.shape.clone(),
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
+                widen(bytes, |b| f16::from_le_bytes(b).to_f32()),
             ),
             (PackedDtype::Bf16, _) => Tensor::new(
                 t.shape.clone(),
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
+                widen(bytes, |b| bf16::from_le_bytes(b).to_f32()),
             ),
         };
         tensor.map(Some).ok_or_else(|| {
