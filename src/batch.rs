@@ -33,6 +33,52 @@ fn flatten(name: &str, rows: &[Vec<i64>], seq: usize) -> Result<Vec<i64>> {
     Ok(out)
 }
 
+/// Checks token ids, type ids and a sequence length of `seq` (after `past` cached
+/// tokens) against a model config: what [`Batch::validate`] checks, for callers that
+/// hold the ids of one sequence before any batch is built.
+pub fn check_tokens(
+    input_ids: &[u32],
+    token_type_ids: &[u32],
+    seq: usize,
+    config: &BertConfig,
+    past: usize,
+) -> Result<()> {
+    if let Some(&id) = input_ids
+        .iter()
+        .find(|&&id| id as usize >= config.vocab_size)
+    {
+        return Err(Error::Input(format!(
+            "input_ids: token id {id} is out of range (vocab_size = {})",
+            config.vocab_size
+        )));
+    }
+    if let Some(&t) = token_type_ids
+        .iter()
+        .find(|&&t| t as usize >= config.type_vocab_size)
+    {
+        let hint = match config.type_vocab_size {
+            1 => ": this model takes no text pairs",
+            _ => "",
+        };
+        return Err(Error::Input(format!(
+            "token_type_ids: type id {t} is out of range (type_vocab_size = {}){hint}",
+            config.type_vocab_size
+        )));
+    }
+    if past + seq > config.max_position_embeddings {
+        return Err(Error::Input(format!(
+            "sequence of {seq} tokens{} is longer than max_position_embeddings = {}",
+            if past > 0 {
+                format!(" after {past} cached")
+            } else {
+                String::new()
+            },
+            config.max_position_embeddings
+        )));
+    }
+    Ok(())
+}
+
 impl Batch {
     /// A batch from rows of token ids (all rows the same, non-zero length).
     pub fn new(input_ids: Vec<Vec<i64>>) -> Result<Self> {
@@ -133,43 +179,13 @@ impl Batch {
     /// Checks ids, types and length against a model config; `past` cached tokens precede
     /// this batch.
     pub fn validate(&self, config: &BertConfig, past: usize) -> Result<()> {
-        if let Some(&id) = self
-            .input_ids
-            .iter()
-            .find(|&&id| id as usize >= config.vocab_size)
-        {
-            return Err(Error::Input(format!(
-                "input_ids: token id {id} is out of range (vocab_size = {})",
-                config.vocab_size
-            )));
-        }
-        if let Some(&t) = self
-            .token_type_ids
-            .iter()
-            .find(|&&t| t as usize >= config.type_vocab_size)
-        {
-            let hint = match config.type_vocab_size {
-                1 => ": this model takes no text pairs",
-                _ => "",
-            };
-            return Err(Error::Input(format!(
-                "token_type_ids: type id {t} is out of range (type_vocab_size = {}){hint}",
-                config.type_vocab_size
-            )));
-        }
-        if past + self.seq > config.max_position_embeddings {
-            return Err(Error::Input(format!(
-                "sequence of {} tokens{} is longer than max_position_embeddings = {}",
-                self.seq,
-                if past > 0 {
-                    format!(" after {past} cached")
-                } else {
-                    String::new()
-                },
-                config.max_position_embeddings
-            )));
-        }
-        Ok(())
+        check_tokens(
+            &self.input_ids,
+            &self.token_type_ids,
+            self.seq,
+            config,
+            past,
+        )
     }
 
     /// Number of sequences (batch * choices for multiple choice).

@@ -254,7 +254,7 @@ impl Pipeline {
     /// Whether the model can take this encoding (ids, type ids and length), with the
     /// error it would give in a batch.
     fn check(&self, enc: &Encoding) -> Result<()> {
-        pad(&[enc], self.tokenizer().specials().pad)?.validate(self.config(), 0)
+        crate::batch::check_tokens(&enc.ids, &enc.type_ids, enc.len(), self.config(), 0)
     }
 
     /// Runs the task's head on encodings padded to one length.
