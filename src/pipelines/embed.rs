@@ -4,8 +4,10 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{batched, f32_list, row, Answer, Pipeline};
-use crate::error::Result;
+use super::{f32_list, row, Pipeline};
+use crate::error::{Error, Result};
+use crate::model::Outputs;
+use crate::tokenizer::Encoding;
 use crate::weights::ModelSource;
 
 /// How token states become one vector.
@@ -32,6 +34,9 @@ pub struct EmbedOptions {
     pub pooling: Option<Pooling>,
     /// L2-normalise (default: whether modules.json has a Normalize module).
     pub normalize: Option<bool>,
+    /// Keep the first `dimensions` values of the pooled embedding (Matryoshka models),
+    /// before normalising.
+    pub dimensions: Option<usize>,
 }
 
 /// What a sentence-transformers folder says about pooling.
@@ -132,28 +137,37 @@ pub fn l2_normalize(v: &mut [f64]) {
     v.iter_mut().for_each(|x| *x /= norm);
 }
 
-pub(super) fn run(p: &Pipeline, o: &EmbedOptions, inputs: &[Value]) -> Vec<Result<Answer>> {
+/// The embedding (or token states) of row `r`.
+pub(super) fn finish(
+    p: &Pipeline,
+    o: &EmbedOptions,
+    out: &Outputs,
+    r: usize,
+    enc: &Encoding,
+) -> Result<Value> {
     let files = p.text.embed();
     let pooling = o.pooling.or(files.pooling).unwrap_or(Pooling::Mean);
     let normalize = o.normalize.unwrap_or(files.normalize);
     let hidden = p.config().hidden_size;
-    batched(
-        p,
-        inputs,
-        |v, warnings| Ok((p.encode_text(v, warnings)?, ())),
-        |out, r, enc, ()| {
-            // Padding is at the end: the first enc.len() rows are this input's tokens.
-            let states = &row(out, "last_hidden_state", r)?[..enc.len() * hidden];
-            if pooling == Pooling::None {
-                let rows: Vec<Value> = states.chunks(hidden).map(f32_list).collect();
-                return Ok(json!({ "last_hidden_state": rows }));
-            }
-            let mut v = pool(states, hidden, pooling);
-            if normalize {
-                l2_normalize(&mut v);
-            }
-            let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
-            Ok(json!({ "embedding": f32_list(&v) }))
-        },
-    )
+    // Padding is at the end: the first enc.len() rows are this input's tokens.
+    let states = &row(out, "last_hidden_state", r)?[..enc.len() * hidden];
+    if pooling == Pooling::None {
+        let rows: Vec<Value> = states.chunks(hidden).map(f32_list).collect();
+        return Ok(json!({ "last_hidden_state": rows }));
+    }
+    let mut v = pool(states, hidden, pooling);
+    if let Some(d) = o.dimensions {
+        if d == 0 || d > v.len() {
+            return Err(Error::Input(format!(
+                "dimensions {d} must be between 1 and the embedding's {}",
+                v.len()
+            )));
+        }
+        v.truncate(d);
+    }
+    if normalize {
+        l2_normalize(&mut v);
+    }
+    let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
+    Ok(json!({ "embedding": f32_list(&v) }))
 }

@@ -5,8 +5,11 @@ use serde_json::{json, Value};
 
 use serde::Deserialize;
 
-use super::{batched, ranked, row, softmax, Answer, Pipeline, TextInput, TopK};
+use super::prepared::Extra;
+use super::{ranked, row, softmax, Pipeline, TextInput, TopK};
 use crate::error::{Error, Result};
+use crate::model::Outputs;
+use crate::tokenizer::Encoding;
 
 /// fill-mask's options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -51,85 +54,92 @@ fn target_ids(p: &Pipeline, targets: &[String], warnings: &mut Vec<String>) -> R
     Ok(ids)
 }
 
-pub(super) fn run(p: &Pipeline, o: &FillMaskOptions, inputs: &[Value]) -> Vec<Result<Answer>> {
-    let mask_id = p.tokenizer().specials().mask;
-    let pad = p.tokenizer().specials().pad;
-    let mut target_warnings = Vec::new();
+/// A fill-mask input: its encoding, the mask positions and the target ids.
+pub(super) fn prepare(
+    p: &Pipeline,
+    o: &FillMaskOptions,
+    v: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<(Encoding, Extra)> {
+    let input = TextInput::parse(v)?;
+    let mask = p
+        .tokenizer()
+        .specials()
+        .mask
+        .ok_or_else(|| Error::Unsupported("this tokenizer has no mask token".into()))?;
     let targets = match &o.targets {
-        Some(t) => match target_ids(p, t, &mut target_warnings) {
-            Ok(ids) => Some(ids),
-            Err(e) => return inputs.iter().map(|_| Err(e.clone())).collect(),
-        },
+        Some(t) => Some(target_ids(p, t, warnings)?),
         None => None,
     };
+    let enc = p.encode_one(&input.text, input.text_pair.as_deref(), warnings)?;
+    let masks: Vec<usize> = (0..enc.len()).filter(|&i| enc.ids[i] == mask).collect();
+    if masks.is_empty() {
+        let token = &p.tokenizer().specials().mask_token;
+        let written = input.text.contains(token.as_str())
+            || input
+                .text_pair
+                .as_deref()
+                .is_some_and(|t| t.contains(token.as_str()));
+        return Err(Error::Input(match enc.truncated && written {
+            true => format!(
+                "the mask token ({token}) was cut off: the input is longer than the {} \
+                 tokens kept",
+                enc.len()
+            ),
+            false => format!("no mask token ({token}) in the input"),
+        }));
+    }
+    Ok((enc, Extra::Masks { masks, targets }))
+}
+
+/// The candidates at each mask of row `r`.
+pub(super) fn finish(
+    p: &Pipeline,
+    o: &FillMaskOptions,
+    out: &Outputs,
+    r: usize,
+    enc: &Encoding,
+    masks: &[usize],
+    targets: Option<&[u32]>,
+) -> Result<Value> {
+    let pad = p.tokenizer().specials().pad;
     let vocab = p.config().vocab_size;
     let top_k = match o.top_k {
         Some(TopK::K(k)) => k,
         Some(TopK::All) => vocab,
         None => 5,
     };
-    batched(
-        p,
-        inputs,
-        |v, warnings| {
-            let input = TextInput::parse(v)?;
-            let mask = mask_id
-                .ok_or_else(|| Error::Unsupported("this tokenizer has no mask token".into()))?;
-            warnings.extend(target_warnings.iter().cloned());
-            let enc = p.encode_one(&input.text, input.text_pair.as_deref(), warnings)?;
-            let masks: Vec<usize> = (0..enc.len()).filter(|&i| enc.ids[i] == mask).collect();
-            if masks.is_empty() {
-                let token = &p.tokenizer().specials().mask_token;
-                let written = input.text.contains(token.as_str())
-                    || input
-                        .text_pair
-                        .as_deref()
-                        .is_some_and(|t| t.contains(token.as_str()));
-                return Err(Error::Input(match enc.truncated && written {
-                    true => format!(
-                        "the mask token ({token}) was cut off: the input is longer than the \
-                         {} tokens kept",
-                        enc.len()
-                    ),
-                    false => format!("no mask token ({token}) in the input"),
-                }));
-            }
-            Ok((enc, masks))
-        },
-        |out, r, enc, masks| {
-            let logits = row(out, "logits", r)?;
-            let single = masks.len() == 1;
-            let mut per_mask = Vec::new();
-            for &m in masks {
-                let probs = softmax(&logits[m * vocab..(m + 1) * vocab]);
-                let (cands, scores): (Vec<u32>, Vec<f64>) = match &targets {
-                    Some(ids) => (
-                        ids.clone(),
-                        ids.iter().map(|&i| probs[i as usize]).collect(),
-                    ),
-                    None => ((0..vocab as u32).collect(), probs),
-                };
-                let mut results = Vec::new();
-                for i in ranked(&scores).into_iter().take(top_k) {
-                    let token = cands[i];
-                    let mut ids = enc.ids.clone();
-                    ids[m] = token;
-                    // transformers drops padding ids (even a predicted [PAD]) first.
-                    ids.retain(|&id| id != pad);
-                    let sequence = p.tokenizer().decode(&ids, single)?;
-                    results.push(json!({
-                        "score": scores[i],
-                        "token": token,
-                        "token_str": p.tokenizer().decode(&[token], false)?,
-                        "sequence": sequence,
-                    }));
-                }
-                per_mask.push(Value::Array(results));
-            }
-            Ok(match single {
-                true => per_mask.remove(0),
-                false => Value::Array(per_mask),
-            })
-        },
-    )
+    let logits = row(out, "logits", r)?;
+    let single = masks.len() == 1;
+    let mut per_mask = Vec::new();
+    for &m in masks {
+        let probs = softmax(&logits[m * vocab..(m + 1) * vocab]);
+        let (cands, scores): (Vec<u32>, Vec<f64>) = match targets {
+            Some(ids) => (
+                ids.to_vec(),
+                ids.iter().map(|&i| probs[i as usize]).collect(),
+            ),
+            None => ((0..vocab as u32).collect(), probs),
+        };
+        let mut results = Vec::new();
+        for i in ranked(&scores).into_iter().take(top_k) {
+            let token = cands[i];
+            let mut ids = enc.ids.clone();
+            ids[m] = token;
+            // transformers drops padding ids (even a predicted [PAD]) first.
+            ids.retain(|&id| id != pad);
+            let sequence = p.tokenizer().decode(&ids, single)?;
+            results.push(json!({
+                "score": scores[i],
+                "token": token,
+                "token_str": p.tokenizer().decode(&[token], false)?,
+                "sequence": sequence,
+            }));
+        }
+        per_mask.push(Value::Array(results));
+    }
+    Ok(match single {
+        true => per_mask.remove(0),
+        false => Value::Array(per_mask),
+    })
 }

@@ -12,6 +12,7 @@ mod fill_mask;
 mod generate;
 mod options;
 mod pairs;
+mod prepared;
 mod question_answering;
 mod text;
 mod text_classification;
@@ -36,6 +37,7 @@ pub use embed::{EmbedOptions, Pooling};
 pub use fill_mask::FillMaskOptions;
 pub use generate::GenerateOptions;
 pub use options::{InputOptions, NoOptions, TaskOptions, TopK};
+pub use prepared::{execute, Prepared};
 pub use question_answering::QuestionAnsweringOptions;
 pub use text_classification::{ScoreFunction, TextClassificationOptions};
 pub use text_model::TextModel;
@@ -194,21 +196,58 @@ impl Pipeline {
         &self.text
     }
 
-    /// Answers each input (a JSON object as the CLI reads it); one result per input.
+    /// Answers each input (a JSON object as the CLI reads it); one result per input:
+    /// [`Pipeline::prepare`] then [`execute`], `batch_size` inputs to a forward call.
     pub fn run(&self, inputs: &[Value]) -> Vec<Result<Answer>> {
+        if !self.batches() {
+            return inputs.iter().map(|v| self.run_whole(v)).collect();
+        }
+        let mut results: Vec<Option<Result<Answer>>> = (0..inputs.len()).map(|_| None).collect();
+        let mut ready = Vec::new();
+        let mut places = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            match self.prepare(input) {
+                Ok(p) => {
+                    ready.push((self, p));
+                    places.push(i);
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        for (i, r) in places
+            .into_iter()
+            .zip(execute(ready, self.input.batch_size()))
+        {
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("an input was not answered".into()))))
+            .collect()
+    }
+
+    /// Whether the task's inputs are single windows that [`execute`] batches.
+    fn batches(&self) -> bool {
+        matches!(
+            self.options,
+            TaskOptions::Embed(_)
+                | TaskOptions::FillMask(_)
+                | TaskOptions::TextClassification(_)
+                | TaskOptions::NextSentence
+        )
+    }
+
+    /// Answers an input of a task that runs its own forward calls.
+    fn run_whole(&self, input: &Value) -> Result<Answer> {
         match &self.options {
-            TaskOptions::Embed(o) => embed::run(self, o, inputs),
-            TaskOptions::FillMask(o) => fill_mask::run(self, o, inputs),
-            TaskOptions::TextClassification(o) => text_classification::run(self, o, inputs),
-            TaskOptions::NextSentence => pairs::run_next_sentence(self, inputs),
-            TaskOptions::TokenClassification(o) => {
-                each(inputs, |v| token_classification::run(self, o, v))
-            }
-            TaskOptions::QuestionAnswering(o) => {
-                each(inputs, |v| question_answering::run(self, o, v))
-            }
-            TaskOptions::MultipleChoice => each(inputs, |v| pairs::run_multiple_choice(self, v)),
-            TaskOptions::Generate(o) => each(inputs, |v| generate::run(self, o, v)),
+            TaskOptions::TokenClassification(o) => token_classification::run(self, o, input),
+            TaskOptions::QuestionAnswering(o) => question_answering::run(self, o, input),
+            TaskOptions::MultipleChoice => pairs::run_multiple_choice(self, input),
+            TaskOptions::Generate(o) => generate::run(self, o, input),
+            _ => Err(Error::Internal(format!(
+                "{} inputs are batched, not run whole",
+                self.task().name()
+            ))),
         }
     }
 
@@ -269,62 +308,6 @@ impl Pipeline {
     }
 }
 
-/// Answers single-window inputs in batches: `prepare` turns an input into an encoding
-/// (and its warnings), inputs are grouped by length, each group runs in one forward call,
-/// and `finish` reads row `r` of the group's outputs.
-fn batched<P>(
-    p: &Pipeline,
-    inputs: &[Value],
-    prepare: impl Fn(&Value, &mut Vec<String>) -> Result<(Encoding, P)>,
-    finish: impl Fn(&Outputs, usize, &Encoding, &P) -> Result<Value>,
-) -> Vec<Result<Answer>> {
-    let mut results: Vec<Option<Result<Answer>>> = (0..inputs.len()).map(|_| None).collect();
-    let mut ready = Vec::new();
-    for (i, input) in inputs.iter().enumerate() {
-        let mut warnings = Vec::new();
-        // An input the model cannot take fails here, alone, not the batch it would join.
-        let prepared = prepare(input, &mut warnings)
-            .and_then(|(enc, extra)| p.check(&enc).map(|()| (enc, extra)));
-        match prepared {
-            Ok((enc, extra)) => ready.push((i, enc, extra, warnings)),
-            Err(e) => results[i] = Some(Err(e)),
-        }
-    }
-    // Group by length so that little padding is computed.
-    ready.sort_by_key(|r| r.1.len());
-    let size = p.input.batch_size();
-    let answer = |group: &[(usize, Encoding, P, Vec<String>)], results: &mut Vec<_>| {
-        let encs: Vec<&Encoding> = group.iter().map(|r| &r.1).collect();
-        let out = p.forward(&encs)?;
-        for (row, (i, enc, extra, warnings)) in group.iter().enumerate() {
-            results[*i] = Some(
-                finish(&out, row, enc, extra)
-                    .map(|value| Answer::new(value).with_warnings(warnings.clone())),
-            );
-        }
-        Ok::<(), Error>(())
-    };
-    for group in ready.chunks(size) {
-        let Err(e) = answer(group, &mut results) else {
-            continue;
-        };
-        if group.len() == 1 {
-            results[group[0].0] = Some(Err(e));
-            continue;
-        }
-        // A failed batch is retried line by line, so only what fails alone fails.
-        for line in group.chunks(1) {
-            if let Err(e) = answer(line, &mut results) {
-                results[line[0].0] = Some(Err(e));
-            }
-        }
-    }
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(Error::Internal("an input was not answered".into()))))
-        .collect()
-}
-
 /// The text and optional pair most tasks read.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -355,10 +338,6 @@ impl crate::lines::Answerer for Pipeline {
     fn answer(&self, requests: &[Value]) -> Vec<Result<Answer>> {
         self.run(requests)
     }
-}
-
-fn each(inputs: &[Value], f: impl Fn(&Value) -> Result<Answer>) -> Vec<Result<Answer>> {
-    inputs.iter().map(f).collect()
 }
 
 /// Right-pads encodings into one batch.

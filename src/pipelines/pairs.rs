@@ -3,26 +3,28 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{batched, f32_list, non_empty, parse, row, softmax, Answer, Pipeline, TextInput};
+use super::{f32_list, non_empty, parse, row, softmax, Answer, Pipeline, TextInput};
 use crate::error::{Error, Result};
+use crate::model::Outputs;
+use crate::tokenizer::Encoding;
 
-/// next-sentence: `{"is_next": P(text_pair follows text), "logits": [follows, random]}`.
-pub(super) fn run_next_sentence(p: &Pipeline, inputs: &[Value]) -> Vec<Result<Answer>> {
-    batched(
-        p,
-        inputs,
-        |v, warnings| {
-            let input = TextInput::parse(v)?;
-            let pair = input
-                .text_pair
-                .ok_or_else(|| Error::Input("next-sentence needs `text_pair`".into()))?;
-            Ok((p.encode_one(&input.text, Some(&pair), warnings)?, ()))
-        },
-        |out, r, _, ()| {
-            let logits = row(out, "logits", r)?;
-            Ok(json!({"is_next": softmax(logits)[0], "logits": f32_list(logits)}))
-        },
-    )
+/// A next-sentence input: `text` and `text_pair`, encoded as a pair.
+pub(super) fn prepare_next_sentence(
+    p: &Pipeline,
+    v: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<Encoding> {
+    let input = TextInput::parse(v)?;
+    let pair = input
+        .text_pair
+        .ok_or_else(|| Error::Input("next-sentence needs `text_pair`".into()))?;
+    p.encode_one(&input.text, Some(&pair), warnings)
+}
+
+/// Whether row `r`'s pair follows on: the probability and the logits.
+pub(super) fn finish_next_sentence(out: &Outputs, r: usize) -> Result<Value> {
+    let logits = row(out, "logits", r)?;
+    Ok(json!({"is_next": softmax(logits)[0], "logits": f32_list(logits)}))
 }
 
 #[derive(Deserialize)]

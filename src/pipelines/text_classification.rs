@@ -4,9 +4,10 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{batched, ranked, row, softmax, Answer, Pipeline, TopK};
+use super::{ranked, row, softmax, Pipeline, TopK};
 use crate::config::ProblemType;
 use crate::error::Result;
+use crate::model::Outputs;
 
 /// How classification scores are squashed (transformers' `function_to_apply`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -41,38 +42,33 @@ fn default_function(p: &Pipeline) -> ScoreFunction {
     }
 }
 
-pub(super) fn run(
+/// The labels and scores of row `r`.
+pub(super) fn finish(
     p: &Pipeline,
     o: &TextClassificationOptions,
-    inputs: &[Value],
-) -> Vec<Result<Answer>> {
+    out: &Outputs,
+    r: usize,
+) -> Result<Value> {
     let function = o.function_to_apply.unwrap_or_else(|| default_function(p));
     let config = p.config();
-    batched(
-        p,
-        inputs,
-        |v, warnings| Ok((p.encode_text(v, warnings)?, ())),
-        |out, r, _, ()| {
-            let logits = row(out, "logits", r)?;
-            let scores: Vec<f64> = match function {
-                ScoreFunction::Softmax => softmax(logits),
-                ScoreFunction::Sigmoid => logits
-                    .iter()
-                    .map(|&x| 1.0 / (1.0 + (-(x as f64)).exp()))
-                    .collect(),
-                ScoreFunction::None => logits.iter().map(|&x| x as f64).collect(),
-            };
-            let take = match o.top_k {
-                None => 1,
-                Some(TopK::K(k)) => k,
-                Some(TopK::All) => scores.len(),
-            };
-            let best: Vec<Value> = ranked(&scores)
-                .into_iter()
-                .take(take)
-                .map(|i| json!({"label": config.label(i), "score": scores[i]}))
-                .collect();
-            Ok(Value::Array(best))
-        },
-    )
+    let logits = row(out, "logits", r)?;
+    let scores: Vec<f64> = match function {
+        ScoreFunction::Softmax => softmax(logits),
+        ScoreFunction::Sigmoid => logits
+            .iter()
+            .map(|&x| 1.0 / (1.0 + (-(x as f64)).exp()))
+            .collect(),
+        ScoreFunction::None => logits.iter().map(|&x| x as f64).collect(),
+    };
+    let take = match o.top_k {
+        None => 1,
+        Some(TopK::K(k)) => k,
+        Some(TopK::All) => scores.len(),
+    };
+    let best: Vec<Value> = ranked(&scores)
+        .into_iter()
+        .take(take)
+        .map(|i| json!({"label": config.label(i), "score": scores[i]}))
+        .collect();
+    Ok(Value::Array(best))
 }
