@@ -28,7 +28,10 @@ pub mod graph;
 pub mod lines;
 pub mod model;
 pub mod pipelines;
+pub mod queue;
 pub mod raw;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod synthetic;
 pub mod tensor;
 pub mod tokenizer;

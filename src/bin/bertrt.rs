@@ -28,6 +28,9 @@ enum Command {
     Run(Box<RunArgs>),
     /// Time BertModel forwards over batch x length points; prints a table (or JSON).
     Bench(BenchArgs),
+    /// Serve models over HTTP: TEI's routes, OpenAI's /v1/embeddings, every task.
+    #[cfg(feature = "serve")]
+    Serve(Box<ServeArgs>),
     /// Print a packed weights file's config, dtype, tensor table and sizes.
     Inspect {
         /// The packed file (made by tools/convert).
@@ -56,6 +59,57 @@ struct BenchArgs {
     /// Print one JSON object per point instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[cfg(feature = "serve")]
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// A model to serve: checkpoint folder, packed file or Hub id, or NAME=PATH to name
+    /// it; repeat for several (the first is the default). Default: the default model.
+    #[arg(long)]
+    model: Vec<String>,
+    /// Name of the (first) model in answers and in the OpenAI `model` field.
+    #[arg(long)]
+    served_model_name: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0: any free one; the address is printed on stdout).
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32, f16 (CUDA), bf16 or int8 (CPU) (default: f32 on the CPU, f16 on CUDA).
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Inputs answered at once over all requests; more are refused with 429.
+    #[arg(long, default_value_t = 512)]
+    max_concurrent_requests: usize,
+    /// Most tokens in one batch.
+    #[arg(long, default_value_t = 16384)]
+    max_batch_tokens: usize,
+    /// Most inputs in one batch (default: only the token budget counts).
+    #[arg(long)]
+    max_batch_requests: Option<usize>,
+    /// Most inputs in one request.
+    #[arg(long, default_value_t = 32)]
+    max_client_batch_size: usize,
+    /// Truncate over-long inputs unless a request says otherwise (false: refuse them).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    auto_truncate: bool,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 2_000_000)]
+    payload_limit: usize,
+    /// Require `Authorization: Bearer KEY` (also read from $BERTRT_API_KEY).
+    #[arg(long, env = "BERTRT_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Seconds the requests in flight may take to finish after SIGTERM or SIGINT.
+    #[arg(long, default_value_t = 30)]
+    grace_period: u64,
+    /// Log one JSON object per line instead of text.
+    #[arg(long)]
+    json_logs: bool,
 }
 
 #[derive(clap::Args)]
@@ -192,6 +246,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => match serve(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                note(format_args!("bertrt: {e}"));
+                ExitCode::from(2)
+            }
+        },
         Command::Inspect { file } => match inspect(&file) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -301,6 +363,96 @@ fn bench(args: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "serve")]
+/// `NAME=PATH`, or a path (named by `fallback`, else by its last component).
+fn model_spec(spec: &str, fallback: Option<&str>) -> (Option<String>, String) {
+    match spec.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !name.contains('/') => {
+            (Some(name.to_string()), path.to_string())
+        }
+        _ => (fallback.map(str::to_string), spec.to_string()),
+    }
+}
+
+#[cfg(feature = "serve")]
+fn serve(args: ServeArgs) -> Result<()> {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match args.json_logs {
+        true => logs.json().try_init(),
+        false => logs.try_init(),
+    };
+    let device = target(&args.device, args.dtype.as_deref())?;
+    let specs: Vec<Option<String>> = match args.model.is_empty() {
+        true => vec![None],
+        false => args.model.iter().cloned().map(Some).collect(),
+    };
+    let mut models: Vec<bertrt::serve::ServedModel> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let fallback = if i == 0 {
+            args.served_model_name.as_deref()
+        } else {
+            None
+        };
+        let (name, path) = match spec {
+            Some(s) => {
+                let (n, p) = model_spec(s, fallback);
+                (n, Some(p))
+            }
+            None => (fallback.map(str::to_string), None),
+        };
+        let dir = fetch::resolve_model(path.as_deref())?;
+        let name = name.unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("model{i}"))
+        });
+        if models.iter().any(|m| m.name == name) {
+            return Err(Error::Input(format!(
+                "two models are named {name:?}: name them with --model NAME=PATH"
+            )));
+        }
+        let text = bertrt::pipelines::TextModel::load(&dir, None, device)?;
+        note(format_args!(
+            "bertrt: serving {name} ({}; heads: {})",
+            dir.display(),
+            text.model()
+                .heads()
+                .iter()
+                .map(|h| h.class_name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        models.push(bertrt::serve::ServedModel {
+            name,
+            id: path.unwrap_or_else(|| dir.display().to_string()),
+            text: std::sync::Arc::new(text),
+        });
+    }
+    let options = bertrt::serve::ServeOptions {
+        host: args.host,
+        port: args.port,
+        max_concurrent_requests: args.max_concurrent_requests,
+        max_batch_tokens: args.max_batch_tokens,
+        max_batch_requests: args.max_batch_requests,
+        max_client_batch_size: args.max_client_batch_size,
+        auto_truncate: args.auto_truncate,
+        payload_limit: args.payload_limit,
+        api_key: args.api_key,
+        grace_period: std::time::Duration::from_secs(args.grace_period),
+    };
+    bertrt::serve::serve(options, models, |addr| {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = out.flush();
+    })
 }
 
 fn inspect(path: &std::path::Path) -> Result<()> {

@@ -45,6 +45,10 @@ pub(super) struct EmbedConfig {
     pooling: Option<Pooling>,
     normalize: bool,
     pub(super) max_seq_length: Option<usize>,
+    /// sentence-transformers' prompts (name -> text put before the input) and the one
+    /// used when none is named.
+    pub(super) prompts: std::collections::HashMap<String, String>,
+    pub(super) default_prompt_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -95,10 +99,21 @@ impl EmbedConfig {
             max_seq_length: Option<usize>,
         }
         let st: Option<StConfig> = source.read_json("sentence_bert_config.json")?;
+        #[derive(Deserialize)]
+        struct Prompts {
+            #[serde(default)]
+            prompts: std::collections::HashMap<String, String>,
+            default_prompt_name: Option<String>,
+        }
+        let prompts: Option<Prompts> = source.read_json("config_sentence_transformers.json")?;
+        let (prompts, default_prompt_name) =
+            prompts.map_or_else(Default::default, |p| (p.prompts, p.default_prompt_name));
         Ok(EmbedConfig {
             pooling,
             normalize: modules.iter().any(|m| m.kind.ends_with(".Normalize")),
             max_seq_length: st.and_then(|s| s.max_seq_length),
+            prompts,
+            default_prompt_name,
         })
     }
 }

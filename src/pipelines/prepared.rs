@@ -83,6 +83,55 @@ impl Pipeline {
         })
     }
 
+    /// Prepares token ids given by the caller, as they are (no special tokens added),
+    /// for embed and text-classification; cut to the model's limit unless truncation is
+    /// off (then an error).
+    pub fn prepare_ids(&self, ids: Vec<u32>) -> Result<Prepared> {
+        if !matches!(
+            self.options,
+            TaskOptions::Embed(_) | TaskOptions::TextClassification(_)
+        ) {
+            return Err(Error::Input(format!(
+                "{} takes text, not token ids",
+                self.task().name()
+            )));
+        }
+        let mut warnings = Vec::new();
+        let mut ids = ids;
+        let truncated = ids.len() > self.max_length;
+        if truncated {
+            if self.input.no_truncate == Some(true) {
+                return Err(Error::Input(format!(
+                    "input is longer than {} tokens (truncation is off)",
+                    self.max_length
+                )));
+            }
+            ids.truncate(self.max_length);
+            warnings.push(format!("input truncated to {} tokens", self.max_length));
+        }
+        if ids.is_empty() {
+            return Err(Error::Input("no token ids".into()));
+        }
+        let n = ids.len();
+        let enc = Encoding {
+            type_ids: vec![0; n],
+            tokens: Vec::new(),
+            offsets: vec![(0, 0); n],
+            sequence_ids: vec![Some(0); n],
+            word_ids: vec![None; n],
+            truncated,
+            ids,
+        };
+        self.check(&enc)?;
+        Ok(Prepared {
+            kind: Kind::Window {
+                enc,
+                extra: Extra::None,
+            },
+            warnings,
+        })
+    }
+
     /// The answer for row `row` of a forward call's outputs.
     fn finish(&self, out: &Outputs, row: usize, enc: &Encoding, extra: &Extra) -> Result<Value> {
         match (&self.options, extra) {

@@ -47,6 +47,29 @@ impl TextModel {
         &self.tokenizer
     }
 
+    /// The text of sentence-transformers prompt `name` (config_sentence_transformers.json),
+    /// or with None the default prompt's (none when the files name no default).
+    pub fn prompt(&self, name: Option<&str>) -> Result<Option<&str>> {
+        let name = match name.or(self.embed.default_prompt_name.as_deref()) {
+            Some(n) => n,
+            None => return Ok(None),
+        };
+        match self.embed.prompts.get(name) {
+            Some(text) => Ok(Some(text)),
+            None => {
+                let mut known: Vec<&str> = self.embed.prompts.keys().map(|k| k.as_str()).collect();
+                known.sort_unstable();
+                Err(Error::Input(format!(
+                    "prompt {name:?} is not in the model's prompts ({})",
+                    match known.is_empty() {
+                        true => "it has none".to_string(),
+                        false => known.join(", "),
+                    }
+                )))
+            }
+        }
+    }
+
     pub(super) fn embed(&self) -> &EmbedConfig {
         &self.embed
     }

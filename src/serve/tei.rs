@@ -1,0 +1,564 @@
+//! TEI's routes, with its request fields and response shapes: /embed, /embed_all,
+//! /predict, /rerank, /similarity, /tokenize, /decode.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ErrorType};
+use super::extract::{Body, Picked};
+use super::state::{all_ok, run, AppState, Input, Served};
+use crate::pipelines::{
+    EmbedOptions, Pooling, ScoreFunction, TaskOptions, TextClassificationOptions, TopK,
+};
+
+/// A route's answer: TEI's timing headers and the JSON.
+pub type Reply = Result<(HeaderMap, Json<Value>), ApiError>;
+
+/// One input: a text, or token ids.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Item {
+    /// A text.
+    Text(String),
+    /// Token ids, used as they are.
+    Ids(Vec<u32>),
+}
+
+/// `inputs`: one input or a list.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Inputs {
+    /// One input.
+    One(Item),
+    /// A batch.
+    Many(Vec<Item>),
+}
+
+impl Inputs {
+    pub(super) fn into_vec(self) -> Vec<Item> {
+        match self {
+            // `[]` reads as no ids, and is an empty batch.
+            Inputs::One(Item::Ids(ids)) if ids.is_empty() => Vec::new(),
+            Inputs::One(i) => vec![i],
+            Inputs::Many(v) => v,
+        }
+    }
+}
+
+/// Which end long inputs lose (only the right end is cut here).
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Cut the start.
+    #[serde(alias = "left")]
+    Left,
+    /// Cut the end (the default).
+    #[default]
+    #[serde(alias = "right")]
+    Right,
+}
+
+fn check_direction(d: Direction) -> Result<(), ApiError> {
+    match d {
+        Direction::Right => Ok(()),
+        Direction::Left => Err(ApiError::new(
+            ErrorType::Validation,
+            "truncation_direction Left is not implemented: inputs are cut at the right",
+        )),
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+pub(super) struct EmbedRequest {
+    inputs: Inputs,
+    truncate: Option<bool>,
+    #[serde(default)]
+    truncation_direction: Direction,
+    prompt_name: Option<String>,
+    #[serde(default = "yes")]
+    normalize: bool,
+    dimensions: Option<usize>,
+}
+
+/// The inputs as the pipelines take them, with the prompt put before each text.
+pub(super) fn embed_inputs(
+    model: &Served,
+    items: Vec<Item>,
+    prompt_name: Option<&str>,
+) -> Result<Vec<Input>, ApiError> {
+    let prompt = model.text.prompt(prompt_name)?.unwrap_or("");
+    Ok(items
+        .into_iter()
+        .map(|item| match item {
+            Item::Text(t) => Input::Line(json!({ "text": format!("{prompt}{t}") })),
+            Item::Ids(ids) => Input::Ids(ids),
+        })
+        .collect())
+}
+
+/// Pooled embeddings, one list per input (`normalize` default true, `dimensions`
+/// keeps the first values before normalising).
+pub(super) async fn embedded(
+    state: &AppState,
+    model: &Served,
+    items: Vec<Item>,
+    options: EmbedOptions,
+    truncate: Option<bool>,
+    prompt_name: Option<&str>,
+    start: Instant,
+) -> Result<(super::state::Timing, Vec<Value>), ApiError> {
+    state.check_batch(items.len())?;
+    if options.dimensions == Some(0) {
+        return Err(ApiError::new(
+            ErrorType::Validation,
+            "`dimensions` should be positive",
+        ));
+    }
+    let inputs = embed_inputs(model, items, prompt_name)?;
+    let pipeline = state.pipeline(
+        model,
+        TaskOptions::Embed(options),
+        state.input_options(truncate),
+    )?;
+    let ran = run(state, model, pipeline, inputs, start).await?;
+    let answers = all_ok(ran.results)?;
+    let field = |mut a: Value, name: &str| a.get_mut(name).map(Value::take);
+    let lists = answers
+        .into_iter()
+        .map(|a| field(a, "embedding").unwrap_or(Value::Null))
+        .collect();
+    Ok((ran.timing, lists))
+}
+
+pub(super) async fn embed(
+    State(state): State<Arc<AppState>>,
+    Picked(model): Picked,
+    Body(req): Body<EmbedRequest>,
+) -> Reply {
+    let start = Instant::now();
+    check_direction(req.truncation_direction)?;
+    let options = EmbedOptions {
+        pooling: None,
+        normalize: Some(req.normalize),
+        dimensions: req.dimensions,
+    };
+    let (timing, lists) = embedded(
+        &state,
+        &model,
+        req.inputs.into_vec(),
+        options,
+        req.truncate,
+        req.prompt_name.as_deref(),
+        start,
+    )
+    .await?;
+    Ok((timing.headers(), Json(Value::Array(lists))))
+}
+
+#[derive(Deserialize)]
+pub(super) struct EmbedAllRequest {
+    inputs: Inputs,
+    truncate: Option<bool>,
+    #[serde(default)]
+    truncation_direction: Direction,
+    prompt_name: Option<String>,
+}
+
+/// Every token's hidden state, per input.
+pub(super) async fn embed_all(
+    State(state): State<Arc<AppState>>,
+    Picked(model): Picked,
+    Body(req): Body<EmbedAllRequest>,
+) -> Reply {
+    let start = Instant::now();
+    check_direction(req.truncation_direction)?;
+    let items = req.inputs.into_vec();
+    state.check_batch(items.len())?;
+    let inputs = embed_inputs(&model, items, req.prompt_name.as_deref())?;
+    let options = EmbedOptions {
+        pooling: Some(Pooling::None),
+        ..Default::default()
+    };
+    let pipeline = state.pipeline(
+        &model,
+        TaskOptions::Embed(options),
+        state.input_options(req.truncate),
+    )?;
+    let ran = run(&state, &model, pipeline, inputs, start).await?;
+    let states = all_ok(ran.results)?
+        .into_iter()
+        .map(|mut a| {
+            a.get_mut("last_hidden_state")
+                .map(Value::take)
+                .unwrap_or(Value::Null)
+        })
+        .collect();
+    Ok((ran.timing.headers(), Json(Value::Array(states))))
+}
+
+/// A text or a pair, from `"a"`, `["a"]` or `["a", "b"]`.
+fn sequence(v: &Value) -> Result<Value, ApiError> {
+    let bad = || {
+        ApiError::new(
+            ErrorType::Validation,
+            "inputs: expected a string, a pair of strings [string, string] or a batch of mixed \
+             strings and pairs [[string], [string, string], ...]",
+        )
+    };
+    match v {
+        Value::String(s) => Ok(json!({ "text": s })),
+        Value::Array(a) => match a.as_slice() {
+            [Value::String(s)] => Ok(json!({ "text": s })),
+            [Value::String(s), Value::String(p)] => Ok(json!({"text": s, "text_pair": p})),
+            _ => Err(bad()),
+        },
+        _ => Err(bad()),
+    }
+}
+
+/// `/predict`'s inputs: one sequence, or a batch of them.
+fn predict_inputs(v: &Value) -> Result<(bool, Vec<Value>), ApiError> {
+    match v {
+        Value::Array(a) if a.first().is_some_and(Value::is_array) => {
+            Ok((true, a.iter().map(sequence).collect::<Result<_, _>>()?))
+        }
+        Value::Array(a) if a.is_empty() => Ok((true, Vec::new())),
+        other => Ok((false, vec![sequence(other)?])),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct PredictRequest {
+    inputs: Value,
+    truncate: Option<bool>,
+    #[serde(default)]
+    truncation_direction: Direction,
+    #[serde(default)]
+    raw_scores: bool,
+}
+
+/// The classification pipeline as TEI scores: every label, softmax (sigmoid for one
+/// label) unless raw scores are asked for.
+fn classifier(model: &Served, raw_scores: bool) -> TaskOptions {
+    let function = match (raw_scores, model.text.model().config().num_labels()) {
+        (true, _) => ScoreFunction::None,
+        (false, 1) => ScoreFunction::Sigmoid,
+        (false, _) => ScoreFunction::Softmax,
+    };
+    TaskOptions::TextClassification(TextClassificationOptions {
+        top_k: Some(TopK::All),
+        function_to_apply: Some(function),
+    })
+}
+
+/// A score as TEI writes it (an f32).
+fn score(v: &Value) -> Value {
+    let x = v.as_f64().unwrap_or(f64::NAN) as f32;
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+/// `[{"label", "score"}]` with f32 scores.
+fn predictions(answer: Value) -> Value {
+    let list = answer.as_array().cloned().unwrap_or_default();
+    Value::Array(
+        list.into_iter()
+            .map(|p| json!({"score": score(&p["score"]), "label": p["label"]}))
+            .collect(),
+    )
+}
+
+pub(super) async fn predict(
+    State(state): State<Arc<AppState>>,
+    Picked(model): Picked,
+    Body(req): Body<PredictRequest>,
+) -> Reply {
+    let start = Instant::now();
+    check_direction(req.truncation_direction)?;
+    let (batch, lines) = predict_inputs(&req.inputs)?;
+    state.check_batch(lines.len())?;
+    let pipeline = state.pipeline(
+        &model,
+        classifier(&model, req.raw_scores),
+        state.input_options(req.truncate),
+    )?;
+    let inputs = lines.into_iter().map(Input::Line).collect();
+    let ran = run(&state, &model, pipeline, inputs, start).await?;
+    let mut all: Vec<Value> = all_ok(ran.results)?.into_iter().map(predictions).collect();
+    let body = match batch {
+        true => Value::Array(all),
+        false => all.pop().unwrap_or(Value::Null),
+    };
+    Ok((ran.timing.headers(), Json(body)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RerankRequest {
+    query: String,
+    texts: Vec<String>,
+    truncate: Option<bool>,
+    #[serde(default)]
+    truncation_direction: Direction,
+    #[serde(default)]
+    raw_scores: bool,
+    #[serde(default)]
+    return_text: bool,
+}
+
+/// Scores (query, text) pairs with the classifier (the first label's score), best first.
+pub(super) async fn rerank(
+    State(state): State<Arc<AppState>>,
+    Picked(model): Picked,
+    Body(req): Body<RerankRequest>,
+) -> Reply {
+    let start = Instant::now();
+    check_direction(req.truncation_direction)?;
+    if req.texts.is_empty() {
+        return Err(ApiError::new(ErrorType::Empty, "`texts` cannot be empty"));
+    }
+    state.check_batch(req.texts.len())?;
+    let pipeline = state.pipeline(
+        &model,
+        classifier(&model, req.raw_scores),
+        state.input_options(req.truncate),
+    )?;
+    let first = model.text.model().config().label(0);
+    let inputs = req
+        .texts
+        .iter()
+        .map(|t| Input::Line(json!({"text": req.query, "text_pair": t})))
+        .collect();
+    let ran = run(&state, &model, pipeline, inputs, start).await?;
+    let mut ranks = Vec::new();
+    for (index, answer) in all_ok(ran.results)?.into_iter().enumerate() {
+        let s = answer
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["label"] == first.as_str()))
+            .map(|p| p["score"].as_f64().unwrap_or(f64::NAN))
+            .unwrap_or(f64::NAN);
+        if s.is_nan() {
+            return Err(ApiError::new(ErrorType::Backend, "score is NaN"));
+        }
+        ranks.push((index, s));
+    }
+    ranks.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let body = ranks
+        .into_iter()
+        .map(|(index, s)| {
+            let mut rank = json!({"index": index, "score": score(&json!(s))});
+            if req.return_text {
+                rank["text"] = json!(req.texts[index]);
+            }
+            rank
+        })
+        .collect();
+    Ok((ran.timing.headers(), Json(Value::Array(body))))
+}
+
+#[derive(Deserialize)]
+pub(super) struct SimilarityInputs {
+    source_sentence: String,
+    sentences: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct SimilarityParameters {
+    truncate: Option<bool>,
+    #[serde(default)]
+    truncation_direction: Direction,
+    prompt_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SimilarityRequest {
+    inputs: SimilarityInputs,
+    parameters: Option<SimilarityParameters>,
+}
+
+/// Cosine similarity of the source sentence's embedding with each sentence's.
+pub(super) async fn similarity(
+    State(state): State<Arc<AppState>>,
+    Picked(model): Picked,
+    Body(req): Body<SimilarityRequest>,
+) -> Reply {
+    let start = Instant::now();
+    let params = req.parameters.unwrap_or_default();
+    check_direction(params.truncation_direction)?;
+    if req.inputs.sentences.is_empty() {
+        return Err(ApiError::new(
+            ErrorType::Empty,
+            "`sentences` cannot be empty",
+        ));
+    }
+    state.check_batch(req.inputs.sentences.len() + 1)?;
+    let mut items = vec![Item::Text(req.inputs.source_sentence)];
+    items.extend(req.inputs.sentences.into_iter().map(Item::Text));
+    let options = EmbedOptions {
+        normalize: Some(true),
+        ..Default::default()
+    };
+    let (timing, lists) = embedded(
+        &state,
+        &model,
+        items,
+        options,
+        params.truncate,
+        params.prompt_name.as_deref(),
+        start,
+    )
+    .await?;
+    let vectors: Vec<Vec<f64>> = lists
+        .iter()
+        .map(|l| {
+            l.as_array()
+                .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let empty = Vec::new();
+    let (source, rest) = vectors.split_first().unwrap_or((&empty, &[]));
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+    let scores = rest
+        .iter()
+        .map(|v| {
+            let dot: f64 = source.iter().zip(v).map(|(a, b)| a * b).sum();
+            score(&json!(dot / (norm(source) * norm(v))))
+        })
+        .collect();
+    Ok((timing.headers(), Json(Value::Array(scores))))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum Texts {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+pub(super) struct TokenizeRequest {
+    inputs: Texts,
+    #[serde(default = "yes")]
+    add_special_tokens: bool,
+    prompt_name: Option<String>,
+}
+
+/// Each input's tokens: id, text, whether special, byte offsets into the input.
+pub(super) async fn tokenize(
+    State(state): State<Arc<AppState>>,
+    Picked(model): Picked,
+    Body(req): Body<TokenizeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let texts = match req.inputs {
+        Texts::One(t) => vec![t],
+        Texts::Many(v) => v,
+    };
+    state.check_batch(texts.len())?;
+    let prompt = model
+        .text
+        .prompt(req.prompt_name.as_deref())?
+        .unwrap_or("")
+        .to_string();
+    let text = model.text.clone();
+    let special = req.add_special_tokens;
+    let lists = tokio::task::spawn_blocking(move || {
+        texts
+            .iter()
+            .map(|t| tokens(&text, &format!("{prompt}{t}"), special))
+            .collect::<crate::error::Result<Vec<Value>>>()
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorType::Backend, e.to_string()))??;
+    Ok(Json(Value::Array(lists)))
+}
+
+fn tokens(
+    text: &crate::pipelines::TextModel,
+    input: &str,
+    special: bool,
+) -> crate::error::Result<Value> {
+    let tokenizer = text.tokenizer();
+    let enc = match special {
+        true => tokenizer.encode(input, None, Default::default())?.remove(0),
+        false => tokenizer.tokenize(input)?,
+    };
+    // Offsets are in characters; TEI's are bytes.
+    let bytes: Vec<usize> = input
+        .char_indices()
+        .map(|(b, _)| b)
+        .chain(std::iter::once(input.len()))
+        .collect();
+    let byte = |c: usize| bytes.get(c).copied().unwrap_or(input.len());
+    let list = (0..enc.len())
+        .map(|i| {
+            let id = enc.ids[i];
+            match enc.sequence_ids.get(i).copied().flatten() {
+                None => json!({"id": id, "text": enc.tokens[i], "special": true,
+                               "start": null, "stop": null}),
+                Some(_) => {
+                    let (s, e) = enc.offsets[i];
+                    let (s, e) = (byte(s), byte(e));
+                    json!({"id": id, "text": input.get(s..e).unwrap_or(""), "special": false,
+                           "start": s, "stop": e})
+                }
+            }
+        })
+        .collect();
+    Ok(Value::Array(list))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum Ids {
+    One(Vec<u32>),
+    Many(Vec<Vec<u32>>),
+}
+
+#[derive(Deserialize)]
+pub(super) struct DecodeRequest {
+    ids: Ids,
+    #[serde(default = "yes")]
+    skip_special_tokens: bool,
+}
+
+/// Each id list as text.
+pub(super) async fn decode(
+    State(state): State<Arc<AppState>>,
+    Picked(model): Picked,
+    Body(req): Body<DecodeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let lists = match req.ids {
+        Ids::One(ids) => vec![ids],
+        Ids::Many(v) => v,
+    };
+    state.check_batch(lists.len())?;
+    let vocab = model.text.tokenizer().vocab_size();
+    let texts = lists
+        .iter()
+        .map(|ids| {
+            if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+                return Err(ApiError::new(
+                    ErrorType::Validation,
+                    format!("id {bad} is past the vocabulary ({vocab} tokens)"),
+                ));
+            }
+            Ok(json!(model
+                .text
+                .tokenizer()
+                .decode(ids, req.skip_special_tokens)?))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(Json(Value::Array(texts)))
+}
