@@ -240,3 +240,42 @@ fn one_text_model_serves_several_tasks() {
     assert!(matches!(err, bertrt::Error::Unsupported(_)), "{err:?}");
     assert!(err.to_string().contains("BertForMaskedLM"), "{err}");
 }
+
+/// SPLADE from the masked-LM head against log1p(relu(logits)) max-pooled in float64 by
+/// the generator (an entry missing on one side counts as 0).
+#[test]
+fn embed_sparse_matches_splade_in_float64() {
+    let path = fixture("fill_mask").join("sparse_cases.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let text = Arc::new(TextModel::load(&fixture("fill_mask"), None, Device::Cpu).unwrap());
+    let p = pipeline(&text, Task::SparseEmbed, &Value::Null);
+    let entries = |v: &Value| -> std::collections::BTreeMap<u64, f64> {
+        v["sparse"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["index"].as_u64().unwrap(), e["value"].as_f64().unwrap()))
+            .collect()
+    };
+    for case in v["cases"].as_array().unwrap() {
+        let got = entries(
+            &p.run(std::slice::from_ref(&case["input"]))
+                .remove(0)
+                .unwrap()
+                .value(),
+        );
+        let want = entries(&case["expected"]);
+        assert!(want.len() > 10, "{}", case["input"]);
+        for i in got.keys().chain(want.keys()) {
+            let (g, w) = (
+                got.get(i).copied().unwrap_or(0.0),
+                want.get(i).copied().unwrap_or(0.0),
+            );
+            assert!(
+                (g - w).abs() <= SCORE_TOL,
+                "{} [{i}]: {g} vs {w}",
+                case["input"]
+            );
+        }
+    }
+}

@@ -410,6 +410,20 @@ fn task_routes_answer_as_bertrt_run() {
         assert_eq!(r.status, 200, "{name}: {}", r.body);
         assert_eq!(r.json(), Value::Array(want), "{name}");
     }
+    // /embed_sparse: TEI's shape of the embed-sparse task's answers.
+    let texts = ["paris is the capital of france.", "the cat"];
+    let lines: Vec<Value> = texts.iter().map(|t| json!({ "text": t })).collect();
+    let dir = fixture("fill_mask").display().to_string();
+    let want: Vec<Value> = run_lines(&["run", "--task", "embed-sparse", "--model", &dir], &lines)
+        .into_iter()
+        .map(|a| a["sparse"].clone())
+        .collect();
+    let r = server.post(
+        "/models/fill_mask/embed_sparse",
+        &json!({ "inputs": texts }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), Value::Array(want));
     // A failed input in a list holds its error; the others are answered.
     let r = server.post(
         "/models/fill_mask/fill-mask",
@@ -494,7 +508,7 @@ fn errors_have_tei_status_codes_and_bodies() {
     );
     check("/rerank", r#"{"query": "q", "texts": []}"#, 400, "Empty");
     check("/fill-mask", r#"{"text": "a [MASK]"}"#, 424, "Backend");
-    check("/embed_sparse", r#"{"inputs": "x"}"#, 424, "Backend");
+    check("/embed_sparse", r#"{"inputs": "x"}"#, 424, "Backend"); // no MLM head
     check(
         "/models/nope/embed",
         r#"{"inputs": "x"}"#,

@@ -892,6 +892,25 @@ def gen_fill_mask(out: Path, tmp: Path) -> None:
     ]
     cases = [pipeline_case("fill-mask", model, tok, {"text": t}, o, call_input=t) for t, o in specs]
     write_cases(fx_dir, "fill-mask", "float64", cases)
+    gen_sparse(fx_dir, model, tok)
+
+
+def gen_sparse(fx_dir: Path, model, tok) -> None:
+    """SPLADE embeddings from the same masked-LM checkpoint, as TEI's /embed_sparse pools
+    them: log(1 + relu(logits)) max-pooled over every token ([CLS] and [SEP] included),
+    the entries above zero as {index, value}; written to sparse_cases.json."""
+    texts = ["paris is the capital of france.", "John Smith lives in New York.", "", "the cat"]
+    cases = []
+    for text in texts:
+        enc = tok(text, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**enc).logits[0]
+        pooled = torch.log1p(torch.relu(logits)).max(dim=0).values
+        sparse = [{"index": i, "value": float(v)} for i, v in enumerate(pooled.tolist()) if v > 0]
+        cases.append({"input": {"text": text}, "options": {}, "expected": {"sparse": sparse}})
+    doc = {"task": "embed-sparse", "dtype": "float64", "transformers_version": transformers.__version__,
+           "cases": cases}
+    write_json(fx_dir / "sparse_cases.json", doc, depth=2)
 
 
 def _logits_for(model, tok, text: str, text_pair: Optional[str] = None) -> list[float]:
@@ -1340,6 +1359,7 @@ extra keys per case: `warnings` (what transformers logged), `logits`, `input_ids
 | folder | task | input | expected |
 |--------|------|-------|----------|
 | `fill_mask` | `fill-mask` (BertForMaskedLM, tied) | `{"text"}` | one mask: list of `{score, token, token_str, sequence}`; several masks: a list per mask |
+| `fill_mask/sparse_cases.json` | `embed-sparse` (the same checkpoint) | `{"text"}` | `{"sparse": [{index, value}]}`: log(1 + relu(logits)) max-pooled over the tokens, entries above 0 |
 | `text_cls_single` | `text-classification`, 3 labels neg/neu/pos, softmax | `{"text"}` or `{"text", "text_pair"}` | see below |
 | `text_cls_multi` | same, 4 labels, multi_label (sigmoid) | same | same |
 | `text_cls_regression` | same, 1 label, regression (no function) | same | same |

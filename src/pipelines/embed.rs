@@ -186,3 +186,28 @@ pub(super) fn finish(
     let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
     Ok(json!({ "embedding": f32_list(&v) }))
 }
+
+/// The SPLADE embedding of row `r`: over the input's tokens, the largest
+/// log(1 + relu(logit)) of each vocabulary entry; only the entries above zero, by index.
+pub(super) fn finish_sparse(
+    p: &Pipeline,
+    out: &Outputs,
+    r: usize,
+    enc: &Encoding,
+) -> Result<Value> {
+    let vocab = p.config().vocab_size;
+    let logits = &row(out, "logits", r)?[..enc.len() * vocab];
+    let mut best = vec![0.0f32; vocab];
+    for token in logits.chunks(vocab) {
+        for (b, &x) in best.iter_mut().zip(token) {
+            *b = b.max(x.max(0.0).ln_1p());
+        }
+    }
+    let sparse: Vec<Value> = best
+        .iter()
+        .enumerate()
+        .filter(|(_, &v)| v > 0.0)
+        .map(|(index, &v)| json!({"index": index, "value": super::f32_json(v)}))
+        .collect();
+    Ok(json!({ "sparse": sparse }))
+}

@@ -61,9 +61,11 @@ pub enum Task {
     NextSentence,
     /// Greedy decoding with BertLMHeadModel.
     Generate,
+    /// Sparse (SPLADE) embeddings from the masked-LM head.
+    SparseEmbed,
 }
 
-const TASKS: [(Task, &str, Head); 8] = [
+const TASKS: [(Task, &str, Head); 9] = [
     (Task::Embed, "embed", Head::Bert),
     (Task::FillMask, "fill-mask", Head::MaskedLm),
     (
@@ -88,6 +90,7 @@ const TASKS: [(Task, &str, Head); 8] = [
     ),
     (Task::NextSentence, "next-sentence", Head::NextSentence),
     (Task::Generate, "generate", Head::LmHead),
+    (Task::SparseEmbed, "embed-sparse", Head::MaskedLm),
 ];
 
 impl Task {
@@ -234,6 +237,7 @@ impl Pipeline {
                 | TaskOptions::FillMask(_)
                 | TaskOptions::TextClassification(_)
                 | TaskOptions::NextSentence
+                | TaskOptions::SparseEmbed
         )
     }
 

@@ -88,6 +88,8 @@ pub enum TaskOptions {
     NextSentence,
     /// Greedy decoding.
     Generate(GenerateOptions),
+    /// Sparse (SPLADE) embeddings.
+    SparseEmbed,
 }
 
 impl TaskOptions {
@@ -101,6 +103,7 @@ impl TaskOptions {
             TaskOptions::QuestionAnswering(_) => Task::QuestionAnswering,
             TaskOptions::MultipleChoice => Task::MultipleChoice,
             TaskOptions::NextSentence => Task::NextSentence,
+            TaskOptions::SparseEmbed => Task::SparseEmbed,
             TaskOptions::Generate(_) => Task::Generate,
         }
     }
@@ -115,6 +118,7 @@ impl TaskOptions {
             Task::QuestionAnswering => TaskOptions::QuestionAnswering(Default::default()),
             Task::MultipleChoice => TaskOptions::MultipleChoice,
             Task::NextSentence => TaskOptions::NextSentence,
+            Task::SparseEmbed => TaskOptions::SparseEmbed,
             Task::Generate => TaskOptions::Generate(Default::default()),
         }
     }
@@ -154,6 +158,10 @@ impl TaskOptions {
             Task::NextSentence => {
                 parse_options::<NoOptions>(task, own)?;
                 TaskOptions::NextSentence
+            }
+            Task::SparseEmbed => {
+                parse_options::<NoOptions>(task, own)?;
+                TaskOptions::SparseEmbed
             }
             Task::Generate => TaskOptions::Generate(parse_options(task, own)?),
         };

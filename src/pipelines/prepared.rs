@@ -60,9 +60,9 @@ impl Pipeline {
     pub fn prepare(&self, input: &Value) -> Result<Prepared> {
         let mut warnings = Vec::new();
         let (enc, extra) = match &self.options {
-            TaskOptions::Embed(_) | TaskOptions::TextClassification(_) => {
-                (self.encode_text(input, &mut warnings)?, Extra::None)
-            }
+            TaskOptions::Embed(_)
+            | TaskOptions::TextClassification(_)
+            | TaskOptions::SparseEmbed => (self.encode_text(input, &mut warnings)?, Extra::None),
             TaskOptions::NextSentence => (
                 pairs::prepare_next_sentence(self, input, &mut warnings)?,
                 Extra::None,
@@ -89,7 +89,7 @@ impl Pipeline {
     pub fn prepare_ids(&self, ids: Vec<u32>) -> Result<Prepared> {
         if !matches!(
             self.options,
-            TaskOptions::Embed(_) | TaskOptions::TextClassification(_)
+            TaskOptions::Embed(_) | TaskOptions::TextClassification(_) | TaskOptions::SparseEmbed
         ) {
             return Err(Error::Input(format!(
                 "{} takes text, not token ids",
@@ -140,6 +140,7 @@ impl Pipeline {
                 super::text_classification::finish(self, o, out, row)
             }
             (TaskOptions::NextSentence, _) => pairs::finish_next_sentence(out, row),
+            (TaskOptions::SparseEmbed, _) => super::embed::finish_sparse(self, out, row, enc),
             (TaskOptions::FillMask(o), Extra::Masks { masks, targets }) => {
                 fill_mask::finish(self, o, out, row, enc, masks, targets.as_deref())
             }

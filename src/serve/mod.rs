@@ -227,7 +227,7 @@ fn model_routes() -> Router<Arc<AppState>> {
     let mut r = Router::new()
         .route("/embed", post(tei::embed))
         .route("/embed_all", post(tei::embed_all))
-        .route("/embed_sparse", post(embed_sparse))
+        .route("/embed_sparse", post(tei::embed_sparse))
         .route("/predict", post(tei::predict))
         .route("/rerank", post(tei::rerank))
         .route("/similarity", post(tei::similarity))
@@ -242,6 +242,7 @@ fn model_routes() -> Router<Arc<AppState>> {
         Task::MultipleChoice,
         Task::NextSentence,
         Task::Generate,
+        Task::SparseEmbed,
     ] {
         r = r.route(
             &format!("/{}", task.name()),
@@ -251,14 +252,6 @@ fn model_routes() -> Router<Arc<AppState>> {
         );
     }
     r
-}
-
-/// SPLADE pooling is not built yet.
-async fn embed_sparse() -> ApiError {
-    ApiError::new(
-        ErrorType::Backend,
-        "/embed_sparse (SPLADE) is not implemented yet",
-    )
 }
 
 /// 200, or 503 while draining.
@@ -366,7 +359,7 @@ async fn log(req: Request, next: Next) -> Response {
 
 /// The route a path is, for metrics labels (a bounded set: unknown paths are "other").
 fn route_label(path: &str) -> &'static str {
-    const ROUTES: [&str; 23] = [
+    const ROUTES: [&str; 24] = [
         "/embed",
         "/embed_all",
         "/embed_sparse",
@@ -388,6 +381,7 @@ fn route_label(path: &str) -> &'static str {
         "/multiple-choice",
         "/next-sentence",
         "/generate",
+        "/embed-sparse",
         "/openapi.json",
         "/",
     ];

@@ -205,6 +205,31 @@ pub(super) async fn embed_all(
     Ok((ran.timing.headers(), Json(Value::Array(states))))
 }
 
+/// SPLADE: per input, the vocabulary entries above zero of log(1 + relu(MLM logits))
+/// max-pooled over the tokens, as `{index, value}` lists.
+pub(super) async fn embed_sparse(
+    State(state): State<Arc<AppState>>,
+    Picked(model): Picked,
+    Body(req): Body<EmbedAllRequest>,
+) -> Reply {
+    let start = Instant::now();
+    check_direction(req.truncation_direction)?;
+    let items = req.inputs.into_vec();
+    state.check_batch(items.len())?;
+    let inputs = embed_inputs(&model, items, req.prompt_name.as_deref())?;
+    let pipeline = state.pipeline(
+        &model,
+        TaskOptions::SparseEmbed,
+        state.input_options(req.truncate),
+    )?;
+    let ran = run(&state, &model, pipeline, inputs, start).await?;
+    let lists = all_ok(ran.results)?
+        .into_iter()
+        .map(|mut a| a.get_mut("sparse").map(Value::take).unwrap_or(Value::Null))
+        .collect();
+    Ok((ran.timing.headers(), Json(Value::Array(lists))))
+}
+
 /// A text or a pair, from `"a"`, `["a"]` or `["a", "b"]`.
 fn sequence(v: &Value) -> Result<Value, ApiError> {
     let bad = || {
