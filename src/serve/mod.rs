@@ -225,6 +225,8 @@ fn router(
 /// The routes that run a model.
 fn model_routes() -> Router<Arc<AppState>> {
     let mut r = Router::new()
+        .route("/", post(tei::root))
+        .route("/invocations", post(tei::root))
         .route("/embed", post(tei::embed))
         .route("/embed_all", post(tei::embed_all))
         .route("/embed_sparse", post(tei::embed_sparse))
@@ -359,7 +361,7 @@ async fn log(req: Request, next: Next) -> Response {
 
 /// The route a path is, for metrics labels (a bounded set: unknown paths are "other").
 fn route_label(path: &str) -> &'static str {
-    const ROUTES: [&str; 24] = [
+    const ROUTES: [&str; 25] = [
         "/embed",
         "/embed_all",
         "/embed_sparse",
@@ -384,6 +386,7 @@ fn route_label(path: &str) -> &'static str {
         "/embed-sparse",
         "/openapi.json",
         "/",
+        "/invocations",
     ];
     let path = match path.strip_prefix("/models/") {
         Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),

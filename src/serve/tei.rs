@@ -230,6 +230,43 @@ pub(super) async fn embed_sparse(
     Ok((ran.timing.headers(), Json(Value::Array(lists))))
 }
 
+/// POST / (and /invocations), where the Hugging Face Inference API's clients send: a
+/// `{"source_sentence", "sentences"}` input is /similarity; on a model with a classifier
+/// head, a body with `parameters` is the Inference API's text classification (the task's
+/// answer, a list per input), else /predict; else /embed.
+pub(super) async fn root(
+    State(state): State<Arc<AppState>>,
+    Picked(model): Picked,
+    Body(body): Body<Value>,
+) -> Reply {
+    let parse = |e: serde_json::Error| ApiError::new(ErrorType::Validation, e.to_string());
+    if body["inputs"].get("source_sentence").is_some() {
+        let req = serde_json::from_value(body).map_err(parse)?;
+        return similarity(State(state), Picked(model), Body(req)).await;
+    }
+    let classifier = model
+        .text
+        .model()
+        .has_head(crate::Head::SequenceClassification);
+    match classifier {
+        true if body.get("parameters").is_some() => {
+            let single = !body["inputs"].is_array();
+            let task = crate::pipelines::Task::TextClassification;
+            let (headers, Json(answer)) =
+                super::tasks::answer(task, state, Picked(model), Ok(Body(body))).await?;
+            Ok((headers, Json(if single { json!([answer]) } else { answer })))
+        }
+        true => {
+            let req = serde_json::from_value(body).map_err(parse)?;
+            predict(State(state), Picked(model), Body(req)).await
+        }
+        false => {
+            let req = serde_json::from_value(body).map_err(parse)?;
+            embed(State(state), Picked(model), Body(req)).await
+        }
+    }
+}
+
 /// A text or a pair, from `"a"`, `["a"]` or `["a", "b"]`.
 fn sequence(v: &Value) -> Result<Value, ApiError> {
     let bad = || {
