@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::Json;
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::error::ApiError;
+use super::error::ErrorType;
 use super::extract::Body;
 use super::state::AppState;
-use super::tei::{embedded, Inputs, Reply};
+use super::tei::{embedded, raw_list, raw_reply, Inputs, Reply};
 use crate::pipelines::EmbedOptions;
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -65,32 +65,27 @@ pub(super) async fn embeddings(
     let (timing, lists) = embedded(&state, model, items, options, None, None, start)
         .await
         .map_err(ApiError::openai)?;
-    let data: Vec<Value> = lists
-        .into_iter()
-        .enumerate()
-        .map(|(index, list)| {
-            let embedding = match req.encoding_format {
-                Format::Float => list,
-                Format::Base64 => {
-                    let bytes: Vec<u8> = list
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .flat_map(|x| (x.as_f64().unwrap_or(0.0) as f32).to_le_bytes())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    json!(base64::engine::general_purpose::STANDARD.encode(bytes))
-                }
-            };
-            json!({"object": "embedding", "embedding": embedding, "index": index})
-        })
-        .collect();
-    let body = json!({
-        "object": "list",
-        "data": data,
-        "model": model.name,
-        "usage": {"prompt_tokens": timing.tokens, "total_tokens": timing.tokens},
-    });
-    Ok((timing.headers(), Json(body)))
+    // The float lists go out as the answers wrote them (no parse and re-serialisation).
+    let mut data = Vec::with_capacity(lists.len());
+    for (index, list) in lists.into_iter().enumerate() {
+        let embedding = match req.encoding_format {
+            Format::Float => list,
+            Format::Base64 => {
+                let values: Vec<f32> = serde_json::from_str(&list)
+                    .map_err(|e| ApiError::new(ErrorType::Backend, e.to_string()).openai())?;
+                let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes)).to_string()
+            }
+        };
+        data.push(format!(
+            r#"{{"object":"embedding","embedding":{embedding},"index":{index}}}"#
+        ));
+    }
+    let body = format!(
+        r#"{{"object":"list","data":{},"model":{},"usage":{}}}"#,
+        raw_list(data.iter().map(String::as_str)),
+        json!(model.name),
+        json!({"prompt_tokens": timing.tokens, "total_tokens": timing.tokens}),
+    );
+    raw_reply(timing.headers(), body)
 }

@@ -33,7 +33,7 @@ impl Served {
         let limits = Limits {
             max_batch_tokens: o.max_batch_tokens,
             max_batch_inputs: o.max_batch_requests,
-            forward_size: o.max_batch_requests.unwrap_or(32).clamp(1, 256),
+            forward_size: o.max_batch_requests.unwrap_or(256).max(1),
         };
         let model = name.clone();
         let queue = Queue::start(limits, move |b| super::metrics::batch(&model, b))?;
@@ -268,6 +268,33 @@ pub async fn run(
         })
         .collect();
     Ok(Ran { results, timing })
+}
+
+/// The JSON text of field `name` of each answer, when every input must succeed (the
+/// first error fails the request): the answers' own text, not parsed.
+pub fn all_fields(
+    results: Vec<Result<Answer>>,
+    name: &str,
+) -> std::result::Result<Vec<String>, ApiError> {
+    results
+        .into_iter()
+        .map(|r| {
+            let a = r?;
+            let fields: std::collections::HashMap<&str, &serde_json::value::RawValue> =
+                serde_json::from_str(a.json()).map_err(|e| {
+                    ApiError::new(
+                        ErrorType::Backend,
+                        format!("an answer is not an object: {e}"),
+                    )
+                })?;
+            fields
+                .get(name)
+                .map(|v| v.get().to_string())
+                .ok_or_else(|| {
+                    ApiError::new(ErrorType::Backend, format!("an answer has no `{name}`"))
+                })
+        })
+        .collect()
 }
 
 /// The answers when every input must succeed (TEI's routes): the first error fails the

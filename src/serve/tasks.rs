@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ErrorType};
 use super::extract::{Body, Picked};
 use super::state::{run, AppState, Input};
-use super::tei::Reply;
+use super::tei::{raw_list, raw_reply, Reply};
 use crate::pipelines::{Task, TaskOptions};
+use axum::http::HeaderMap;
 
 /// The lines, whether they came as a list, and the options.
 fn lines(body: Value) -> Result<(Vec<Value>, bool, Value), ApiError> {
@@ -50,6 +50,17 @@ pub(super) async fn answer(
     model: Picked,
     body: Result<Body<Value>, ApiError>,
 ) -> Reply {
+    let (headers, text) = answer_text(task, state, model, body).await?;
+    raw_reply(headers, text)
+}
+
+/// A task route's answer as JSON text: the answers' own text, joined.
+pub(super) async fn answer_text(
+    task: Task,
+    state: Arc<AppState>,
+    model: Picked,
+    body: Result<Body<Value>, ApiError>,
+) -> Result<(HeaderMap, String), ApiError> {
     let start = Instant::now();
     let Picked(model) = model;
     let Body(body) = body?;
@@ -72,15 +83,15 @@ pub(super) async fn answer(
         for w in &answer.warnings {
             tracing::warn!("{}: {w}", task.name());
         }
-        return Ok((headers, Json(answer.value())));
+        return Ok((headers, answer.into_json()));
     }
-    let list = ran
+    let list: Vec<String> = ran
         .results
         .into_iter()
         .map(|r| match r {
-            Ok(a) => a.value(),
-            Err(e) => json!({ "error": e.to_string() }),
+            Ok(a) => a.into_json(),
+            Err(e) => crate::lines::error_json(&e.to_string()),
         })
         .collect();
-    Ok((headers, Json(Value::Array(list))))
+    Ok((headers, raw_list(list.iter().map(String::as_str))))
 }

@@ -5,20 +5,40 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ErrorType};
 use super::extract::{Body, Picked};
-use super::state::{all_ok, run, AppState, Input, Served};
+use super::state::{all_fields, all_ok, run, AppState, Input, Served};
 use crate::pipelines::{
     EmbedOptions, Pooling, ScoreFunction, TaskOptions, TextClassificationOptions, TopK,
 };
 
 /// A route's answer: TEI's timing headers and the JSON.
-pub type Reply = Result<(HeaderMap, Json<Value>), ApiError>;
+pub type Reply = Result<Response, ApiError>;
+
+/// JSON text made by joining answers' own text (no parse and re-serialisation of their
+/// floats), with the timing headers.
+pub(super) fn raw_reply(headers: HeaderMap, json: String) -> Reply {
+    Ok((headers, [(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// `[a,b,...]` of JSON texts.
+pub(super) fn raw_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push(']');
+    out
+}
 
 /// One input: a text, or token ids.
 #[derive(Deserialize)]
@@ -115,7 +135,7 @@ pub(super) async fn embedded(
     truncate: Option<bool>,
     prompt_name: Option<&str>,
     start: Instant,
-) -> Result<(super::state::Timing, Vec<Value>), ApiError> {
+) -> Result<(super::state::Timing, Vec<String>), ApiError> {
     state.check_batch(items.len())?;
     if options.dimensions == Some(0) {
         return Err(ApiError::new(
@@ -130,13 +150,7 @@ pub(super) async fn embedded(
         state.input_options(truncate),
     )?;
     let ran = run(state, model, pipeline, inputs, start).await?;
-    let answers = all_ok(ran.results)?;
-    let field = |mut a: Value, name: &str| a.get_mut(name).map(Value::take);
-    let lists = answers
-        .into_iter()
-        .map(|a| field(a, "embedding").unwrap_or(Value::Null))
-        .collect();
-    Ok((ran.timing, lists))
+    Ok((ran.timing, all_fields(ran.results, "embedding")?))
 }
 
 pub(super) async fn embed(
@@ -161,7 +175,7 @@ pub(super) async fn embed(
         start,
     )
     .await?;
-    Ok((timing.headers(), Json(Value::Array(lists))))
+    raw_reply(timing.headers(), raw_list(lists.iter().map(String::as_str)))
 }
 
 #[derive(Deserialize)]
@@ -194,15 +208,11 @@ pub(super) async fn embed_all(
         state.input_options(req.truncate),
     )?;
     let ran = run(&state, &model, pipeline, inputs, start).await?;
-    let states = all_ok(ran.results)?
-        .into_iter()
-        .map(|mut a| {
-            a.get_mut("last_hidden_state")
-                .map(Value::take)
-                .unwrap_or(Value::Null)
-        })
-        .collect();
-    Ok((ran.timing.headers(), Json(Value::Array(states))))
+    let states = all_fields(ran.results, "last_hidden_state")?;
+    raw_reply(
+        ran.timing.headers(),
+        raw_list(states.iter().map(String::as_str)),
+    )
 }
 
 /// SPLADE: per input, the vocabulary entries above zero of log(1 + relu(MLM logits))
@@ -223,11 +233,11 @@ pub(super) async fn embed_sparse(
         state.input_options(req.truncate),
     )?;
     let ran = run(&state, &model, pipeline, inputs, start).await?;
-    let lists = all_ok(ran.results)?
-        .into_iter()
-        .map(|mut a| a.get_mut("sparse").map(Value::take).unwrap_or(Value::Null))
-        .collect();
-    Ok((ran.timing.headers(), Json(Value::Array(lists))))
+    let lists = all_fields(ran.results, "sparse")?;
+    raw_reply(
+        ran.timing.headers(),
+        raw_list(lists.iter().map(String::as_str)),
+    )
 }
 
 /// POST / (and /invocations), where the Hugging Face Inference API's clients send: a
@@ -252,9 +262,16 @@ pub(super) async fn root(
         true if body.get("parameters").is_some() => {
             let single = !body["inputs"].is_array();
             let task = crate::pipelines::Task::TextClassification;
-            let (headers, Json(answer)) =
-                super::tasks::answer(task, state, Picked(model), Ok(Body(body))).await?;
-            Ok((headers, Json(if single { json!([answer]) } else { answer })))
+            let (headers, answer) =
+                super::tasks::answer_text(task, state, Picked(model), Ok(Body(body))).await?;
+            raw_reply(
+                headers,
+                if single {
+                    format!("[{answer}]")
+                } else {
+                    answer
+                },
+            )
         }
         true => {
             let req = serde_json::from_value(body).map_err(parse)?;
@@ -363,7 +380,7 @@ pub(super) async fn predict(
         true => Value::Array(all),
         false => all.pop().unwrap_or(Value::Null),
     };
-    Ok((ran.timing.headers(), Json(body)))
+    Ok((ran.timing.headers(), Json(body)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -426,7 +443,7 @@ pub(super) async fn rerank(
             rank
         })
         .collect();
-    Ok((ran.timing.headers(), Json(Value::Array(body))))
+    Ok((ran.timing.headers(), Json(Value::Array(body))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -483,11 +500,7 @@ pub(super) async fn similarity(
     .await?;
     let vectors: Vec<Vec<f64>> = lists
         .iter()
-        .map(|l| {
-            l.as_array()
-                .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect())
-                .unwrap_or_default()
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_default())
         .collect();
     let empty = Vec::new();
     let (source, rest) = vectors.split_first().unwrap_or((&empty, &[]));
@@ -499,7 +512,7 @@ pub(super) async fn similarity(
             score(&json!(dot / (norm(source) * norm(v))))
         })
         .collect();
-    Ok((timing.headers(), Json(Value::Array(scores))))
+    Ok((timing.headers(), Json(Value::Array(scores))).into_response())
 }
 
 #[derive(Deserialize)]
