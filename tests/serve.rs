@@ -534,6 +534,20 @@ fn errors_have_tei_status_codes_and_bodies() {
     assert_eq!(info["max_client_batch_size"], 4);
     assert!(info["model_type"]["embedding"].is_object(), "{info}");
 
+    // Every route of the OpenAPI description is served (no 404 from the fallback).
+    let spec = server.get("/openapi.json").json();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        let path = path.replace("{name}", "token_cls");
+        if ops.get("get").is_some() {
+            assert_eq!(server.get(&path).status, 200, "GET {path}");
+        }
+        if ops.get("post").is_some() {
+            let r = server.post_raw(&path, "{}", None);
+            assert_ne!(r.status, 404, "POST {path}: {}", r.body);
+            assert!(r.status < 500 || r.status == 503, "POST {path}: {}", r.body);
+        }
+    }
+
     let locked = Server::start(&["--model", &emb, "--api-key", "s3cret"]);
     let body = r#"{"inputs": "x"}"#;
     assert_eq!(locked.post_raw("/embed", body, None).status, 401);

@@ -205,6 +205,10 @@ fn router(
         .route("/info", get(info))
         .route("/models/{name}/info", get(info))
         .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .route(
             "/metrics",
             get(move || {
                 let text = prometheus.render();
@@ -359,35 +363,12 @@ async fn log(req: Request, next: Next) -> Response {
     response
 }
 
+/// The OpenAPI description of every route (a committed file; a test checks that it
+/// names every route the server has and that the server has every route it names).
+const OPENAPI: &str = include_str!("openapi.json");
+
 /// The route a path is, for metrics labels (a bounded set: unknown paths are "other").
 fn route_label(path: &str) -> &'static str {
-    const ROUTES: [&str; 25] = [
-        "/embed",
-        "/embed_all",
-        "/embed_sparse",
-        "/predict",
-        "/rerank",
-        "/similarity",
-        "/tokenize",
-        "/decode",
-        "/v1/embeddings",
-        "/embeddings",
-        "/health",
-        "/ping",
-        "/info",
-        "/metrics",
-        "/fill-mask",
-        "/text-classification",
-        "/token-classification",
-        "/question-answering",
-        "/multiple-choice",
-        "/next-sentence",
-        "/generate",
-        "/embed-sparse",
-        "/openapi.json",
-        "/",
-        "/invocations",
-    ];
     let path = match path.strip_prefix("/models/") {
         Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => path,
@@ -397,4 +378,54 @@ fn route_label(path: &str) -> &'static str {
         .find(|r| **r == path)
         .copied()
         .unwrap_or("other")
+}
+
+/// Every route (under `/`; the model routes also under `/models/{name}`).
+const ROUTES: [&str; 25] = [
+    "/embed",
+    "/embed_all",
+    "/embed_sparse",
+    "/predict",
+    "/rerank",
+    "/similarity",
+    "/tokenize",
+    "/decode",
+    "/v1/embeddings",
+    "/embeddings",
+    "/health",
+    "/ping",
+    "/info",
+    "/metrics",
+    "/fill-mask",
+    "/text-classification",
+    "/token-classification",
+    "/question-answering",
+    "/multiple-choice",
+    "/next-sentence",
+    "/generate",
+    "/embed-sparse",
+    "/openapi.json",
+    "/",
+    "/invocations",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_description_names_every_route() {
+        let spec: Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        for route in ROUTES {
+            assert!(paths.contains_key(route), "{route} is not in openapi.json");
+        }
+        for path in paths.keys() {
+            let plain = path.strip_prefix("/models/{name}").unwrap_or(path);
+            assert!(
+                ROUTES.contains(&plain),
+                "openapi.json has {path}, the server has no such route"
+            );
+        }
+    }
 }
