@@ -131,6 +131,29 @@ pub enum Input {
     Ids(Vec<u32>),
 }
 
+impl Input {
+    /// About how many bytes it holds (for choosing where to tokenize it).
+    fn size(&self) -> usize {
+        match self {
+            Input::Line(v) => text_bytes(v),
+            Input::Ids(ids) => ids.len() * 4,
+        }
+    }
+}
+
+/// The bytes of the strings in a JSON value.
+fn text_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(text_bytes).sum(),
+        Value::Object(o) => o.values().map(text_bytes).sum(),
+        _ => 8,
+    }
+}
+
+/// Requests with less text than this are tokenized on the async worker itself.
+const INLINE_BYTES: usize = 4096;
+
 /// A request's answers and where its time went.
 pub struct Ran {
     /// One result per input.
@@ -192,13 +215,14 @@ pub async fn run(
     start: Instant,
 ) -> std::result::Result<Ran, ApiError> {
     let n = inputs.len().max(1);
+    let bytes: usize = inputs.iter().map(Input::size).sum();
     let _permits = u32::try_from(n)
         .ok()
         .and_then(|n| state.permits.clone().try_acquire_many_owned(n).ok())
         .ok_or_else(|| ApiError::new(ErrorType::Overloaded, "Model is overloaded"))?;
     let pipeline = Arc::new(pipeline);
     let worker = pipeline.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
+    let prepare = move || {
         inputs
             .into_iter()
             .map(|input| match input {
@@ -206,9 +230,15 @@ pub async fn run(
                 Input::Ids(ids) => worker.prepare_ids(ids),
             })
             .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| ApiError::new(ErrorType::Backend, format!("tokenization failed: {e}")))?;
+    };
+    // A small request is tokenized where it is (tens of microseconds); a large one on a
+    // blocking thread, so that it never holds up the other requests' I/O.
+    let prepared = match bytes <= INLINE_BYTES {
+        true => prepare(),
+        false => tokio::task::spawn_blocking(prepare)
+            .await
+            .map_err(|e| ApiError::new(ErrorType::Backend, format!("tokenization failed: {e}")))?,
+    };
     let tokenization = start.elapsed();
     let mut results: Vec<Option<Result<Answer>>> = Vec::with_capacity(prepared.len());
     let mut ready: Vec<Prepared> = Vec::new();
