@@ -663,3 +663,58 @@ fn sigterm_lets_requests_in_flight_finish() {
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", server.log());
 }
+
+/// sentence-transformers prompts (config_sentence_transformers.json): `prompt_name` puts
+/// the prompt's text before each input, and the default prompt applies when none is named.
+#[test]
+fn prompts_come_before_the_inputs() {
+    let dir = std::env::temp_dir().join(format!("bertrt-serve-prompts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture("token_cls")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let prompts =
+        json!({"prompts": {"query": "query: ", "doc": "passage: "}, "default_prompt_name": "doc"});
+    std::fs::write(
+        dir.join("config_sentence_transformers.json"),
+        prompts.to_string(),
+    )
+    .unwrap();
+    let model = dir.display().to_string();
+    let server = Server::start(&["--model", &model]);
+    let embed = |body: Value| server.post("/embed", &body).json()[0].clone();
+    let query = embed(json!({"inputs": "john smith", "prompt_name": "query"}));
+    // `bertrt run` takes texts as they are: give it the prompt's text too.
+    let lines = [
+        json!({"text": "query: john smith"}),
+        json!({"text": "passage: john smith"}),
+    ];
+    let want = run_lines(
+        &[
+            "run",
+            "--task",
+            "embed",
+            "--model",
+            &model,
+            "--normalize",
+            "true",
+        ],
+        &lines,
+    );
+    close(&query, &want[0]["embedding"], 1e-6).unwrap();
+    let default = embed(json!({"inputs": "john smith"}));
+    close(&default, &want[1]["embedding"], 1e-6).unwrap();
+    assert_eq!(
+        default,
+        embed(json!({"inputs": "john smith", "prompt_name": "doc"}))
+    );
+    let r = server.post(
+        "/embed",
+        &json!({"inputs": "x", "prompt_name": "none-such"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("doc, query"), "{}", r.body);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -222,7 +222,24 @@ fn router(
             ApiError::new(ErrorType::Validation, "no such route").with_status(StatusCode::NOT_FOUND)
         })
         .layer(DefaultBodyLimit::max(state.options.payload_limit))
-        .layer(middleware::from_fn(log))
+        .layer(middleware::from_fn(count))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        outcome = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                ),
+        )
         .with_state(state)
 }
 
@@ -334,10 +351,9 @@ async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next)
     }
 }
 
-/// One log line and one metrics record per request.
-async fn log(req: Request, next: Next) -> Response {
+/// One metrics record per request (the log line is tower-http's trace layer's).
+async fn count(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().clone();
     let path = req.uri().path().to_string();
     let response = next.run(req).await;
     let status = response.status();
@@ -352,14 +368,7 @@ async fn log(req: Request, next: Next) -> Response {
     let seconds = start.elapsed().as_secs_f64();
     let route = route_label(&path);
     metrics::request(route, outcome, seconds);
-    tracing::info!(
-        %method,
-        path,
-        status = status.as_u16(),
-        outcome,
-        ms = seconds * 1e3,
-        "request"
-    );
+    tracing::Span::current().record("outcome", outcome);
     response
 }
 

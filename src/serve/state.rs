@@ -175,6 +175,8 @@ pub struct Timing {
     pub inference: Duration,
     /// Tokens over its inputs.
     pub tokens: usize,
+    /// Where the model ran ("cpu" or "gpu"), for `x-compute-type`.
+    pub device: &'static str,
 }
 
 impl Timing {
@@ -183,7 +185,7 @@ impl Timing {
         let mut h = HeaderMap::new();
         let ms = |d: Duration| HeaderValue::from(d.as_millis() as u64);
         let total = self.start.elapsed();
-        h.insert("x-compute-type", HeaderValue::from_static("cpu"));
+        h.insert("x-compute-type", HeaderValue::from_static(self.device));
         h.insert("x-compute-time", ms(total));
         h.insert("x-total-time", ms(total));
         h.insert("x-compute-tokens", HeaderValue::from(self.tokens as u64));
@@ -259,6 +261,10 @@ pub async fn run(
         queue: Duration::ZERO,
         inference: Duration::ZERO,
         tokens,
+        device: match model.text.model().device() {
+            crate::Device::Cpu => "cpu",
+            _ => "gpu",
+        },
     };
     if !ready.is_empty() {
         let (tx, rx) = tokio::sync::oneshot::channel();
