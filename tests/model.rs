@@ -255,7 +255,7 @@ fn load_errors_name_what_is_wrong() {
     .unwrap();
     assert!(err.to_string().contains("cls.predictions"), "{err}");
 
-    // Only pytorch_model.bin: say how to convert.
+    // A pytorch_model.bin that is no torch.save archive: refused, naming the file.
     let s = Scratch::of("bert_base_tiny", "bin");
     std::fs::rename(
         s.path().join("model.safetensors"),
@@ -263,7 +263,10 @@ fn load_errors_name_what_is_wrong() {
     )
     .unwrap();
     let err = Model::load(s.path(), None, Device::Cpu).err().unwrap();
-    assert!(err.to_string().contains("save_pretrained"), "{err}");
+    assert!(
+        err.to_string().contains("pytorch_model.bin") && err.to_string().contains("not a zip"),
+        "{err}"
+    );
 
     // Unknown activation: a config error naming the field.
     let s = Scratch::of("bert_base_tiny", "act");

@@ -1,5 +1,6 @@
 //! A Hugging Face checkpoint on disk: one model.safetensors or a sharded set with
-//! model.safetensors.index.json. Files are memory-mapped (read instead with
+//! model.safetensors.index.json; else pytorch_model.bin (or a sharded set with
+//! pytorch_model.bin.index.json, read by [`super::torch`]). Files are memory-mapped (read instead with
 //! `BERTRT_NO_MMAP=1`, see [`Access`](super::Access)); tensors are decoded to f32 on
 //! request (safetensors data may be unaligned, so it is copied, never cast in place).
 
@@ -11,6 +12,7 @@ use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
 use super::bytes::{Access, Bytes};
+use super::torch::TorchFile;
 use crate::error::{Error, Result};
 
 /// One mapped (or read) safetensors file with its header, parsed (and validated) once
@@ -23,9 +25,15 @@ struct MappedFile {
     meta: Metadata,
 }
 
-/// The safetensors files of one checkpoint, with a name -> file index.
+/// One weights file of a checkpoint.
+enum WeightsFile {
+    Safetensors(MappedFile),
+    Torch(TorchFile),
+}
+
+/// The weights files of one checkpoint, with a name -> file index.
 pub struct Checkpoint {
-    files: Vec<MappedFile>,
+    files: Vec<WeightsFile>,
     index: HashMap<String, usize>,
 }
 
@@ -43,21 +51,56 @@ impl Checkpoint {
         if index.is_file() {
             return Self::open_index(&index);
         }
-        if dir.join("pytorch_model.bin").is_file() {
-            return Err(Error::checkpoint(
-                dir,
-                "only pytorch_model.bin found; bertrt reads safetensors. Convert it once with \
-                 python: `from transformers import AutoModel; \
-                 AutoModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)`",
-            ));
+        let bin = dir.join("pytorch_model.bin");
+        if bin.is_file() {
+            return Self::open_torch(&[bin]);
         }
+        let bin_index = dir.join("pytorch_model.bin.index.json");
+        if bin_index.is_file() {
+            return Self::open_torch(&Self::shards(&bin_index)?);
+        }
+        let others: Vec<&str> = [
+            "tf_model.h5",
+            "flax_model.msgpack",
+            "model.ckpt.index",
+            "rust_model.ot",
+        ]
+        .into_iter()
+        .filter(|f| dir.join(f).is_file())
+        .collect();
         Err(Error::checkpoint(
             dir,
-            "no model.safetensors or model.safetensors.index.json in this folder",
+            match others.is_empty() {
+                true => "no weights here: bertrt reads model.safetensors (or \
+                         model.safetensors.index.json) and pytorch_model.bin (or \
+                         pytorch_model.bin.index.json)"
+                    .to_string(),
+                false => format!(
+                    "only {} here, which bertrt does not read: it reads model.safetensors and \
+                     pytorch_model.bin (sharded or not); save the model from transformers with \
+                     `save_pretrained(DIR)`",
+                    others.join(", ")
+                ),
+            },
         ))
     }
 
-    fn open_index(index_path: &Path) -> Result<Self> {
+    /// Opens pytorch_model.bin files as one checkpoint.
+    fn open_torch(paths: &[PathBuf]) -> Result<Self> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut index = HashMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            let file = TorchFile::open(path)?;
+            for name in file.names() {
+                index.insert(name.to_string(), i);
+            }
+            files.push(WeightsFile::Torch(file));
+        }
+        Ok(Checkpoint { files, index })
+    }
+
+    /// The shard files an index names (`weight_map` values), sorted, each once.
+    fn shards(index_path: &Path) -> Result<Vec<PathBuf>> {
         let text = std::fs::read_to_string(index_path).map_err(|e| Error::io(index_path, e))?;
         let json: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::checkpoint(index_path, format!("invalid JSON: {e}")))?;
@@ -76,8 +119,19 @@ impl Checkpoint {
             .collect::<Result<_>>()?;
         shards.sort();
         shards.dedup();
-        let paths: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
-        Self::open_files(&paths)
+        for s in &shards {
+            if s.contains('/') || s.contains('\\') || s == ".." {
+                return Err(Error::checkpoint(
+                    index_path,
+                    format!("shard {s:?} is not a file name"),
+                ));
+            }
+        }
+        Ok(shards.iter().map(|s| dir.join(s)).collect())
+    }
+
+    fn open_index(index_path: &Path) -> Result<Self> {
+        Self::open_files(&Self::shards(index_path)?)
     }
 
     /// Opens a list of safetensors files as one checkpoint.
@@ -93,12 +147,12 @@ impl Checkpoint {
             for name in meta.tensors().keys() {
                 index.insert(name.clone(), i);
             }
-            files.push(MappedFile {
+            files.push(WeightsFile::Safetensors(MappedFile {
                 path: path.clone(),
                 map: bytes,
                 data_start: 8 + header_len,
                 meta,
-            });
+            }));
         }
         Ok(Checkpoint { files, index })
     }
@@ -118,7 +172,10 @@ impl Checkpoint {
         let Some(&i) = self.index.get(name) else {
             return Ok(None);
         };
-        let file = &self.files[i];
+        let file = match &self.files[i] {
+            WeightsFile::Safetensors(f) => f,
+            WeightsFile::Torch(f) => return f.read_f32(name),
+        };
         let path = &file.path;
         let info = file
             .meta

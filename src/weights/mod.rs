@@ -11,6 +11,7 @@ mod bytes;
 mod checkpoint;
 pub mod packed;
 pub(crate) mod source;
+pub mod torch;
 
 pub use bytes::Access;
 pub use checkpoint::Checkpoint;
