@@ -19,7 +19,11 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn cases(name: &str) -> (Task, Vec<Value>) {
-    let path = fixture(name).join("cases.json");
+    cases_in(name, "cases.json")
+}
+
+fn cases_in(name: &str, file: &str) -> (Task, Vec<Value>) {
+    let path = fixture(name).join(file);
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let task = v["task"].as_str().unwrap().parse().unwrap();
     (task, v["cases"].as_array().unwrap().clone())
@@ -71,7 +75,15 @@ fn pipeline(text: &Arc<TextModel>, task: Task, options: &Value) -> Pipeline {
 /// Runs every case of a pipeline fixture: the checkpoint is loaded once, and each case
 /// gets a pipeline with its options over it.
 fn check(name: &str, dir: &Path, adapt: impl Fn(&Value, &Value) -> (Value, Value)) {
-    let (task, cases) = cases(name);
+    check_cases(name, cases(name), dir, adapt)
+}
+
+fn check_cases(
+    name: &str,
+    (task, cases): (Task, Vec<Value>),
+    dir: &Path,
+    adapt: impl Fn(&Value, &Value) -> (Value, Value),
+) {
     let text = Arc::new(TextModel::load(dir, None, Device::Cpu).unwrap());
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
@@ -121,6 +133,15 @@ fn as_is(got: &Value, want: &Value) -> (Value, Value) {
 #[test]
 fn fill_mask() {
     check("fill_mask", &fixture("fill_mask"), as_is);
+}
+
+/// 120 sentences with apostrophes, contractions, punctuation and numbers: `sequence` and
+/// `token_str` as transformers decodes them (whole-text clean-up of spaces).
+#[test]
+fn fill_mask_decodes_as_transformers() {
+    let cases = cases_in("fill_mask", "decode_cases.json");
+    assert!(cases.1.len() >= 100);
+    check_cases("fill_mask/decode", cases, &fixture("fill_mask"), as_is);
 }
 
 #[test]

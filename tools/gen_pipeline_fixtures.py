@@ -893,6 +893,29 @@ def gen_fill_mask(out: Path, tmp: Path) -> None:
     cases = [pipeline_case("fill-mask", model, tok, {"text": t}, o, call_input=t) for t, o in specs]
     write_cases(fx_dir, "fill-mask", "float64", cases)
     gen_sparse(fx_dir, model, tok)
+    gen_decode(fx_dir, model, tok)
+
+
+DECODE_WORDS = ["the children's", "john's", "it's", "don't", "can't", "we're", "i'm", "they've",
+                "she'll", "isn't", "won't", "you'd", "o'clock", "rock 'n' roll", "the '90s"]
+DECODE_TEMPLATES = ["{w} [MASK] is on the left.", "the [MASK] {w} here!", "is it {w} [MASK]?",
+                    "\"{w},\" said the [MASK].", "[MASK] ({w}) - 3 cats, 4.5 dogs; 100 %.",
+                    "{w} [MASK], isn't it ?", "' {w} ' is a [MASK] .", "why {w} [MASK] 2 , 000 times?!"]
+
+
+def gen_decode(fx_dir: Path, model, tok) -> None:
+    """fill-mask on 120 sentences with apostrophes, contractions, punctuation and numbers:
+    transformers decodes the whole sequence and then cleans up the spaces
+    (clean_up_tokenization_spaces, true in this tokenizer_config.json); written to
+    decode_cases.json."""
+    cases = []
+    for w in DECODE_WORDS:
+        for t in DECODE_TEMPLATES:
+            text = t.format(w=w)
+            cases.append(pipeline_case("fill-mask", model, tok, {"text": text}, {}, call_input=text))
+    doc = {"task": "fill-mask", "dtype": "float64", "transformers_version": transformers.__version__,
+           "clean_up_tokenization_spaces": tok.clean_up_tokenization_spaces, "cases": cases}
+    write_json(fx_dir / "decode_cases.json", doc, depth=2)
 
 
 def gen_sparse(fx_dir: Path, model, tok) -> None:

@@ -132,6 +132,8 @@ struct TokenizerConfig {
     cls_token: Option<TokenField>,
     #[serde(default)]
     mask_token: Option<TokenField>,
+    #[serde(default)]
+    clean_up_tokenization_spaces: Option<bool>,
 }
 
 /// A special token given as a string or as an AddedToken object.
@@ -155,6 +157,9 @@ pub struct BertTokenizer {
     base: Tokenizer,
     specials: SpecialTokens,
     model_max_length: Option<usize>,
+    /// tokenizer_config.json's `clean_up_tokenization_spaces` (transformers' default when
+    /// it is absent: false).
+    clean_up: bool,
 }
 
 fn tk_err(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -240,6 +245,7 @@ impl BertTokenizer {
             base,
             specials,
             model_max_length,
+            clean_up: config.clean_up_tokenization_spaces.unwrap_or(false),
         })
     }
 
@@ -268,11 +274,19 @@ impl BertTokenizer {
         self.base.id_to_token(id)
     }
 
-    /// Ids to text, as transformers' `decode` (WordPiece joining, cleanup of spaces).
+    /// Ids to text, as transformers' `decode`: the tokenizer's decoder (WordPiece
+    /// joining), then, when the tokenizer config asks for it, transformers' clean-up of
+    /// the spaces over the whole text (`don ' t` -> `don't`, `children ' s` ->
+    /// `children's`), which the decoder's per-token clean-up cannot do.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.base
+        let text = self
+            .base
             .decode(ids, skip_special_tokens)
-            .map_err(|e| Error::Input(format!("cannot decode ids: {e}")))
+            .map_err(|e| Error::Input(format!("cannot decode ids: {e}")))?;
+        Ok(match self.clean_up {
+            true => clean_up_tokenization(&text),
+            false => text,
+        })
     }
 
     /// Joins tokens into text as transformers' `convert_tokens_to_string` does (the
@@ -390,4 +404,23 @@ fn from_vocab(
         .collect();
     tk.add_special_tokens(&added);
     Ok(tk)
+}
+
+/// transformers' `clean_up_tokenization`: spaces before punctuation and inside English
+/// contractions removed, the replacements in its order.
+fn clean_up_tokenization(text: &str) -> String {
+    [
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ]
+    .iter()
+    .fold(text.to_string(), |t, (from, to)| t.replace(from, to))
 }
