@@ -38,21 +38,12 @@ fn job(p: &Arc<Pipeline>, inputs: &[Value], tx: mpsc::Sender<(usize, Done)>, id:
     }
 }
 
-#[test]
-fn jobs_queued_while_busy_share_a_batch_and_keep_their_answers() {
-    let text = model();
-    let fill = pipeline(&text, Task::FillMask);
-    let embed = pipeline(&text, Task::Embed);
-    let batches: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
-    let seen = batches.clone();
-    let queue = Queue::start(Limits::default(), move |b| seen.lock().unwrap().push(*b)).unwrap();
-    let (tx, rx) = mpsc::channel();
-    // The first job's reply holds the inference thread until every other job is queued;
-    // they are queued once it has been taken (its `wanted` is asked as it is).
+/// Submits a job whose reply holds the inference thread until the returned sender is
+/// used, and returns once the job has been taken (its `wanted` is asked as it is), so that
+/// the jobs submitted next queue up behind it.
+fn hold(queue: &Queue, mut blocker: Job) -> mpsc::Sender<()> {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (taken_tx, taken_rx) = mpsc::channel::<()>();
-    let first = json!({"text": "paris is the [MASK] of france."});
-    let mut blocker = job(&fill, std::slice::from_ref(&first), tx.clone(), 0);
     let reply = blocker.reply;
     blocker.reply = Box::new(move |done| {
         let _ = go_rx.recv();
@@ -65,6 +56,23 @@ fn jobs_queued_while_busy_share_a_batch_and_keep_their_answers() {
     });
     queue.submit(blocker).unwrap();
     taken_rx.recv().unwrap();
+    go_tx
+}
+
+#[test]
+fn jobs_queued_while_busy_share_a_batch_and_keep_their_answers() {
+    let text = model();
+    let fill = pipeline(&text, Task::FillMask);
+    let embed = pipeline(&text, Task::Embed);
+    let batches: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
+    let seen = batches.clone();
+    let queue = Queue::start(Limits::default(), move |b| seen.lock().unwrap().push(*b)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let first = json!({"text": "paris is the [MASK] of france."});
+    let go = hold(
+        &queue,
+        job(&fill, std::slice::from_ref(&first), tx.clone(), 0),
+    );
     let texts: Vec<Vec<Value>> = (1..=6)
         .map(|i| {
             (0..i)
@@ -78,7 +86,7 @@ fn jobs_queued_while_busy_share_a_batch_and_keep_their_answers() {
         let p = if i % 2 == 0 { &fill } else { &embed };
         queue.submit(job(p, inputs, tx.clone(), i + 1)).unwrap();
     }
-    go_tx.send(()).unwrap();
+    go.send(()).unwrap();
     let mut answers: Vec<Option<Done>> = (0..=6).map(|_| None).collect();
     for _ in 0..=6 {
         let (id, done) = rx.recv().unwrap();
@@ -121,23 +129,12 @@ fn the_token_budget_splits_batches_and_unwanted_jobs_are_dropped() {
     };
     let queue = Queue::start(limits, move |b| seen.lock().unwrap().push(*b)).unwrap();
     let (tx, rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let (taken_tx, taken_rx) = mpsc::channel::<()>();
     let input = json!({"text": "one two three four five six seven eight"});
     let tokens = embed.prepare(&input).unwrap().tokens();
-    let mut blocker = job(&embed, std::slice::from_ref(&input), tx.clone(), 0);
-    let reply = blocker.reply;
-    blocker.reply = Box::new(move |done| {
-        let _ = go_rx.recv();
-        reply(done);
-    });
-    let taken = Mutex::new(taken_tx);
-    blocker.wanted = Box::new(move || {
-        let _ = taken.lock().unwrap().send(());
-        true
-    });
-    queue.submit(blocker).unwrap();
-    taken_rx.recv().unwrap();
+    let go = hold(
+        &queue,
+        job(&embed, std::slice::from_ref(&input), tx.clone(), 0),
+    );
     for id in 1..=4 {
         queue
             .submit(job(&embed, std::slice::from_ref(&input), tx.clone(), id))
@@ -147,7 +144,7 @@ fn the_token_budget_splits_batches_and_unwanted_jobs_are_dropped() {
     gone.wanted = Box::new(|| false);
     queue.submit(gone).unwrap();
     assert_eq!(queue.queued_inputs(), 5);
-    go_tx.send(()).unwrap();
+    go.send(()).unwrap();
     let ids: Vec<usize> = (0..5).map(|_| rx.recv().unwrap().0).collect();
     drop(queue);
     assert!(!ids.contains(&99), "{ids:?}");

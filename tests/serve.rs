@@ -215,22 +215,21 @@ fn tei_routes_answer_as_bertrt_run() {
         json!({"text": "i love this movie."}),
         json!({"text": "a pair", "text_pair": "of texts"}),
     ];
-    let classify = |function: &str| {
-        run_lines(
-            &[
-                "run",
-                "--task",
-                "text-classification",
-                "--model",
-                &cls,
-                "--top-k",
-                "all",
-                "--function-to-apply",
-                function,
-            ],
-            &pair_lines,
-        )
+    let classify_lines = |function: &str, lines: &[Value]| {
+        let args = [
+            "run",
+            "--task",
+            "text-classification",
+            "--model",
+            &cls,
+            "--top-k",
+            "all",
+        ];
+        let mut args = args.to_vec();
+        args.extend(["--function-to-apply", function]);
+        run_lines(&args, lines)
     };
+    let classify = |function: &str| classify_lines(function, &pair_lines);
     let as_tei = |answers: &[Value]| -> Value {
         answers
             .iter()
@@ -259,20 +258,7 @@ fn tei_routes_answer_as_bertrt_run() {
         .iter()
         .map(|d| json!({"text": query, "text_pair": d}))
         .collect();
-    let scored = run_lines(
-        &[
-            "run",
-            "--task",
-            "text-classification",
-            "--model",
-            &cls,
-            "--top-k",
-            "all",
-            "--function-to-apply",
-            "softmax",
-        ],
-        &rerank_lines,
-    );
+    let scored = classify_lines("softmax", &rerank_lines);
     let mut want_ranks: Vec<(usize, f64)> = scored
         .iter()
         .enumerate()

@@ -193,26 +193,12 @@ pub(super) async fn embed_all(
     Picked(model): Picked,
     Body(req): Body<EmbedAllRequest>,
 ) -> Reply {
-    let start = Instant::now();
-    check_direction(req.truncation_direction)?;
-    let items = req.inputs.into_vec();
-    state.check_batch(items.len())?;
-    let inputs = embed_inputs(&model, items, req.prompt_name.as_deref())?;
     let options = EmbedOptions {
         pooling: Some(Pooling::None),
         ..Default::default()
     };
-    let pipeline = state.pipeline(
-        &model,
-        TaskOptions::Embed(options),
-        state.input_options(req.truncate),
-    )?;
-    let ran = run(&state, &model, pipeline, inputs, start).await?;
-    let states = all_fields(ran.results, "last_hidden_state")?;
-    raw_reply(
-        ran.timing.headers(),
-        raw_list(states.iter().map(String::as_str)),
-    )
+    let task = TaskOptions::Embed(options);
+    one_field(&state, &model, req, task, "last_hidden_state").await
 }
 
 /// SPLADE: per input, the vocabulary entries above zero of log(1 + relu(MLM logits))
@@ -222,18 +208,25 @@ pub(super) async fn embed_sparse(
     Picked(model): Picked,
     Body(req): Body<EmbedAllRequest>,
 ) -> Reply {
+    one_field(&state, &model, req, TaskOptions::SparseEmbed, "sparse").await
+}
+
+/// Runs `task` on the inputs and answers the list of each answer's `field`.
+async fn one_field(
+    state: &AppState,
+    model: &Served,
+    req: EmbedAllRequest,
+    task: TaskOptions,
+    field: &str,
+) -> Reply {
     let start = Instant::now();
     check_direction(req.truncation_direction)?;
     let items = req.inputs.into_vec();
     state.check_batch(items.len())?;
-    let inputs = embed_inputs(&model, items, req.prompt_name.as_deref())?;
-    let pipeline = state.pipeline(
-        &model,
-        TaskOptions::SparseEmbed,
-        state.input_options(req.truncate),
-    )?;
-    let ran = run(&state, &model, pipeline, inputs, start).await?;
-    let lists = all_fields(ran.results, "sparse")?;
+    let inputs = embed_inputs(model, items, req.prompt_name.as_deref())?;
+    let pipeline = state.pipeline(model, task, state.input_options(req.truncate))?;
+    let ran = run(state, model, pipeline, inputs, start).await?;
+    let lists = all_fields(ran.results, field)?;
     raw_reply(
         ran.timing.headers(),
         raw_list(lists.iter().map(String::as_str)),
