@@ -704,3 +704,27 @@ fn prompts_come_before_the_inputs() {
     assert!(r.body.contains("doc, query"), "{}", r.body);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// While the server drains after SIGTERM, /health answers 503 (a request already on its
+/// way when the signal came is still answered).
+#[test]
+fn health_is_503_while_draining() {
+    use std::io::{Read, Write};
+    let mut server = Server::start(&["--model", &fixture("token_cls").display().to_string()]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(server.child.id() as i32, libc::SIGTERM);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    conn.write_all(b"Connection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"error_type\":\"Unhealthy\""), "{answer}");
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+}

