@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{f32_list, row, Pipeline};
+use super::{f32_list, row, Answer, Pipeline};
 use crate::error::{Error, Result};
 use crate::model::Outputs;
 use crate::tokenizer::Encoding;
@@ -152,14 +152,15 @@ pub fn l2_normalize(v: &mut [f64]) {
     v.iter_mut().for_each(|x| *x /= norm);
 }
 
-/// The embedding (or token states) of row `r`.
+/// The embedding (or token states) of row `r`, as JSON text: `{"embedding": [...]}`, each
+/// f32 in its shortest form (the same text `f32_list` gives, without a tree of values).
 pub(super) fn finish(
     p: &Pipeline,
     o: &EmbedOptions,
     out: &Outputs,
     r: usize,
     enc: &Encoding,
-) -> Result<Value> {
+) -> Result<Answer> {
     let files = p.text.embed();
     let pooling = o.pooling.or(files.pooling).unwrap_or(Pooling::Mean);
     let normalize = o.normalize.unwrap_or(files.normalize);
@@ -168,7 +169,7 @@ pub(super) fn finish(
     let states = &row(out, "last_hidden_state", r)?[..enc.len() * hidden];
     if pooling == Pooling::None {
         let rows: Vec<Value> = states.chunks(hidden).map(f32_list).collect();
-        return Ok(json!({ "last_hidden_state": rows }));
+        return Ok(Answer::new(json!({ "last_hidden_state": rows })));
     }
     let mut v = pool(states, hidden, pooling);
     if let Some(d) = o.dimensions {
@@ -183,8 +184,13 @@ pub(super) fn finish(
     if normalize {
         l2_normalize(&mut v);
     }
-    let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
-    Ok(json!({ "embedding": f32_list(&v) }))
+    // NaN or infinity would not be JSON: null, as f32_list writes them.
+    let v: Vec<Option<f32>> = v
+        .into_iter()
+        .map(|x| Some(x as f32).filter(|x| x.is_finite()))
+        .collect();
+    let list = serde_json::to_string(&v).map_err(|e| Error::Internal(e.to_string()))?;
+    Answer::from_json(format!("{{\"embedding\":{list}}}"))
 }
 
 /// The SPLADE embedding of row `r`: over the input's tokens, the largest

@@ -133,9 +133,10 @@ impl Pipeline {
     }
 
     /// The answer for row `row` of a forward call's outputs.
-    fn finish(&self, out: &Outputs, row: usize, enc: &Encoding, extra: &Extra) -> Result<Value> {
-        match (&self.options, extra) {
-            (TaskOptions::Embed(o), _) => super::embed::finish(self, o, out, row, enc),
+    fn finish(&self, out: &Outputs, row: usize, enc: &Encoding, extra: &Extra) -> Result<Answer> {
+        let value = match (&self.options, extra) {
+            // Embeddings are written straight to JSON text (the hot path of a server).
+            (TaskOptions::Embed(o), _) => return super::embed::finish(self, o, out, row, enc),
             (TaskOptions::TextClassification(o), _) => {
                 super::text_classification::finish(self, o, out, row)
             }
@@ -148,7 +149,8 @@ impl Pipeline {
                 "{} was prepared for another task",
                 self.task().name()
             ))),
-        }
+        };
+        value.map(Answer::new)
     }
 }
 
@@ -226,7 +228,7 @@ fn run_group(group: &[Window], results: &mut [Option<Result<Answer>>]) {
             results[w.index] = Some(
                 w.pipeline
                     .finish(&out, row, &w.enc, &w.extra)
-                    .map(|value| Answer::new(value).with_warnings(w.warnings.clone())),
+                    .map(|answer| answer.with_warnings(w.warnings.clone())),
             );
         }
         Ok::<(), Error>(())
