@@ -180,6 +180,35 @@ fn tei_routes_answer_as_bertrt_run() {
         assert!((c - f / n8).abs() < 1e-6, "{c} vs {}", f / n8);
     }
 
+    // truncation_direction Left keeps the end of a long input, as `bertrt run` does.
+    let long = format!("{} the end.", "many words before ".repeat(100));
+    let kept_end = run_lines(
+        &[
+            "run",
+            "--task",
+            "embed",
+            "--model",
+            &minilm,
+            "--normalize",
+            "true",
+            "--truncation-direction",
+            "left",
+        ],
+        &[json!({ "text": long })],
+    );
+    let r = server.post(
+        "/embed",
+        &json!({"inputs": long, "truncation_direction": "Left"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!([kept_end[0]["embedding"]]));
+    let right = server.post("/embed", &json!({ "inputs": long })).json();
+    assert_ne!(
+        right,
+        r.json(),
+        "left and right truncation kept the same tokens"
+    );
+
     // /embed_all: every token's state.
     let want_all = run_lines(
         &[

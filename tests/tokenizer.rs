@@ -66,6 +66,7 @@ fn check(tokenizer: &BertTokenizer, expected: &str) {
             truncation,
             stride: args["stride"].as_u64().unwrap_or(0) as usize,
             overflow: args["return_overflowing_tokens"] == true,
+            from_left: false,
         };
         let got = match tokenizer.encode(text, pair.as_deref(), opts) {
             Ok(windows) => windows,
@@ -244,6 +245,7 @@ fn piecewise_tokenization_equals_whole_text() {
                 truncation: Truncation::OnlyFirst,
                 stride: 20,
                 overflow: true,
+                from_left: false,
             },
         ),
     ];
@@ -270,4 +272,77 @@ fn piecewise_tokenization_equals_whole_text() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Truncation from the left (TEI's `truncation_direction: Left`) keeps what the tokenizers
+/// crate keeps with `TruncationDirection::Left`: every corpus text and pair, at several
+/// lengths, longest_first and only_second.
+#[test]
+fn truncation_from_the_left_matches_the_tokenizers_crate() {
+    use bertrt::tokenizer::{EncodeOptions, Truncation};
+    use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
+    let ours = BertTokenizer::from_dir(&minilm_dir()).unwrap();
+    let mut theirs = tokenizers::Tokenizer::from_file(minilm_dir().join("tokenizer.json")).unwrap();
+    theirs.with_padding(None);
+    let mut failures = Vec::new();
+    let mut cut = 0;
+    for (id, (text, pair)) in corpus() {
+        // An empty pair is no pair (as transformers has it; the crate adds a [SEP]).
+        let pair = pair.filter(|p| !p.is_empty());
+        for max_length in [5, 9, 16, 33] {
+            for (ours_t, strategy) in [
+                (Truncation::LongestFirst, TruncationStrategy::LongestFirst),
+                (Truncation::OnlySecond, TruncationStrategy::OnlySecond),
+            ] {
+                if pair.is_none() && ours_t == Truncation::OnlySecond {
+                    continue;
+                }
+                theirs
+                    .with_truncation(Some(TruncationParams {
+                        direction: TruncationDirection::Left,
+                        max_length,
+                        strategy,
+                        stride: 0,
+                    }))
+                    .unwrap();
+                let want = match &pair {
+                    Some(p) => theirs.encode_char_offsets((text.as_str(), p.as_str()), true),
+                    None => theirs.encode_char_offsets(text.as_str(), true),
+                };
+                let opts = EncodeOptions {
+                    max_length: Some(max_length),
+                    truncation: ours_t,
+                    from_left: true,
+                    ..Default::default()
+                };
+                let got = ours
+                    .encode(&text, pair.as_deref(), opts)
+                    .map(|mut v| v.remove(0));
+                match (got, want) {
+                    (Ok(g), Ok(w)) => {
+                        cut += usize::from(g.truncated);
+                        if g.ids != w.get_ids() || g.type_ids != w.get_type_ids() {
+                            failures.push(format!(
+                                "{id} max {max_length} {ours_t:?}: {:?} vs {:?}",
+                                g.ids,
+                                w.get_ids()
+                            ));
+                        }
+                    }
+                    // Both refuse (a pair that cannot fit); anything else is a difference.
+                    (Err(_), Err(_)) => {}
+                    (g, w) => {
+                        failures.push(format!("{id} max {max_length} {ours_t:?}: {g:?} vs {w:?}"))
+                    }
+                }
+            }
+        }
+    }
+    assert!(cut > 100, "only {cut} encodings were cut");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures[..failures.len().min(10)].join("\n")
+    );
 }

@@ -197,6 +197,9 @@ struct RunArgs {
     /// Refuse over-long inputs instead of truncating them with a warning.
     #[arg(long)]
     no_truncate: bool,
+    /// Which end of an over-long input is cut: right (the end) or left (the start).
+    #[arg(long)]
+    truncation_direction: Option<String>,
     /// Longest input line in bytes; a longer line gets an error line of its own.
     #[arg(long, default_value_t = lines::DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
@@ -535,6 +538,10 @@ fn task_options_json(a: &RunArgs) -> Result<Value> {
     put("normalize", a.normalize.map(|v| json!(v)));
     put("max_length", a.max_length.map(|v| json!(v)));
     put("no_truncate", a.no_truncate.then_some(json!(true)));
+    put(
+        "truncation_direction",
+        a.truncation_direction.as_ref().map(|d| json!(d)),
+    );
     Ok(Value::Object(o))
 }
 

@@ -36,7 +36,7 @@ pub use crate::lines::Answer;
 pub use embed::{EmbedOptions, Pooling};
 pub use fill_mask::FillMaskOptions;
 pub use generate::GenerateOptions;
-pub use options::{InputOptions, NoOptions, TaskOptions, TopK};
+pub use options::{InputOptions, NoOptions, TaskOptions, TopK, TruncationDirection};
 pub use prepared::{execute, Prepared};
 pub use question_answering::QuestionAnsweringOptions;
 pub use text_classification::{ScoreFunction, TextClassificationOptions};
@@ -164,6 +164,14 @@ impl Pipeline {
             )));
         }
         let max_length = text.max_length(task, input.max_length)?;
+        if input.from_left() && matches!(task, Task::QuestionAnswering | Task::TokenClassification)
+        {
+            return Err(Error::Input(format!(
+                "{} splits long inputs into windows: truncation_direction Left is for the \
+                 tasks that cut them",
+                task.name()
+            )));
+        }
         Ok(Pipeline {
             text,
             options,
@@ -273,6 +281,7 @@ impl Pipeline {
     ) -> Result<Encoding> {
         let opts = EncodeOptions {
             max_length: Some(self.max_length),
+            from_left: self.input.from_left(),
             ..Default::default()
         };
         let enc = self.tokenizer().encode(text, pair, opts)?.remove(0);

@@ -52,11 +52,35 @@ pub struct InputOptions {
     pub no_truncate: Option<bool>,
     /// Inputs per forward call for batchable tasks (default 32).
     pub batch_size: Option<usize>,
+    /// Which end of an over-long input is cut (default right: the end).
+    pub truncation_direction: Option<TruncationDirection>,
+}
+
+/// Which end of an over-long input is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum TruncationDirection {
+    /// Cut the start, keep the end.
+    #[serde(alias = "left")]
+    Left,
+    /// Cut the end (transformers' default).
+    #[default]
+    #[serde(alias = "right")]
+    Right,
 }
 
 impl InputOptions {
     /// The names of these options, as JSON spells them.
-    const FIELDS: [&'static str; 3] = ["max_length", "no_truncate", "batch_size"];
+    const FIELDS: [&'static str; 4] = [
+        "max_length",
+        "no_truncate",
+        "batch_size",
+        "truncation_direction",
+    ];
+
+    /// Whether inputs are cut at their start.
+    pub fn from_left(&self) -> bool {
+        self.truncation_direction == Some(TruncationDirection::Left)
+    }
 
     /// Inputs per forward call.
     pub fn batch_size(&self) -> usize {

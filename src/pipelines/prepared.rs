@@ -106,7 +106,10 @@ impl Pipeline {
                     self.max_length
                 )));
             }
-            ids.truncate(self.max_length);
+            match self.input.from_left() {
+                true => drop(ids.drain(..ids.len() - self.max_length)),
+                false => ids.truncate(self.max_length),
+            }
             warnings.push(format!("input truncated to {} tokens", self.max_length));
         }
         if ids.is_empty() {

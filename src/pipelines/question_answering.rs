@@ -82,6 +82,7 @@ pub(super) fn run(p: &Pipeline, o: &QuestionAnsweringOptions, value: &Value) -> 
         truncation: Truncation::OnlySecond,
         stride: doc_stride,
         overflow: true,
+        from_left: false,
     };
     let windows = p
         .tokenizer()

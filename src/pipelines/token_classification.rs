@@ -90,6 +90,7 @@ pub(super) fn run(p: &Pipeline, o: &TokenClassificationOptions, value: &Value) -
                 truncation: Truncation::LongestFirst,
                 stride,
                 overflow: true,
+                from_left: false,
             };
             Some(p.tokenizer().windows(text, None, opts)?)
         }

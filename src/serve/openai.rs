@@ -62,9 +62,17 @@ pub(super) async fn embeddings(
         ..Default::default()
     };
     let items = req.input.into_vec();
-    let (timing, lists) = embedded(&state, model, items, options, None, None, start)
-        .await
-        .map_err(ApiError::openai)?;
+    let (timing, lists) = embedded(
+        &state,
+        model,
+        items,
+        options,
+        (None, Default::default()),
+        None,
+        start,
+    )
+    .await
+    .map_err(ApiError::openai)?;
     // The float lists go out as the answers wrote them (no parse and re-serialisation).
     let mut data = Vec::with_capacity(lists.len());
     for (index, list) in lists.into_iter().enumerate() {

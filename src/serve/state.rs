@@ -12,7 +12,9 @@ use tokio::sync::Semaphore;
 use super::error::{ApiError, ErrorType};
 use super::ServeOptions;
 use crate::error::Result;
-use crate::pipelines::{Answer, InputOptions, Pipeline, Prepared, TaskOptions, TextModel};
+use crate::pipelines::{
+    Answer, InputOptions, Pipeline, Prepared, TaskOptions, TextModel, TruncationDirection,
+};
 use crate::queue::{Job, Limits, Queue};
 
 /// One served model: its name, its loaded checkpoint and its queue.
@@ -99,10 +101,16 @@ impl AppState {
         })
     }
 
-    /// Input options for a request's `truncate` (None: the server's `--auto-truncate`).
-    pub fn input_options(&self, truncate: Option<bool>) -> InputOptions {
+    /// Input options for a request's `truncate` (None: the server's `--auto-truncate`)
+    /// and `truncation_direction`.
+    pub fn input_options(
+        &self,
+        truncate: Option<bool>,
+        direction: TruncationDirection,
+    ) -> InputOptions {
         InputOptions {
             no_truncate: Some(!truncate.unwrap_or(self.options.auto_truncate)),
+            truncation_direction: Some(direction),
             ..Default::default()
         }
     }

@@ -16,6 +16,7 @@ use super::extract::{Body, Picked};
 use super::state::{all_fields, all_ok, run, AppState, Input, Served};
 use crate::pipelines::{
     EmbedOptions, Pooling, ScoreFunction, TaskOptions, TextClassificationOptions, TopK,
+    TruncationDirection,
 };
 
 /// A route's answer: TEI's timing headers and the JSON.
@@ -71,28 +72,6 @@ impl Inputs {
     }
 }
 
-/// Which end long inputs lose (only the right end is cut here).
-#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Cut the start.
-    #[serde(alias = "left")]
-    Left,
-    /// Cut the end (the default).
-    #[default]
-    #[serde(alias = "right")]
-    Right,
-}
-
-fn check_direction(d: Direction) -> Result<(), ApiError> {
-    match d {
-        Direction::Right => Ok(()),
-        Direction::Left => Err(ApiError::new(
-            ErrorType::Validation,
-            "truncation_direction Left is not implemented: inputs are cut at the right",
-        )),
-    }
-}
-
 fn yes() -> bool {
     true
 }
@@ -102,7 +81,7 @@ pub(super) struct EmbedRequest {
     inputs: Inputs,
     truncate: Option<bool>,
     #[serde(default)]
-    truncation_direction: Direction,
+    truncation_direction: TruncationDirection,
     prompt_name: Option<String>,
     #[serde(default = "yes")]
     normalize: bool,
@@ -132,7 +111,7 @@ pub(super) async fn embedded(
     model: &Served,
     items: Vec<Item>,
     options: EmbedOptions,
-    truncate: Option<bool>,
+    (truncate, direction): (Option<bool>, TruncationDirection),
     prompt_name: Option<&str>,
     start: Instant,
 ) -> Result<(super::state::Timing, Vec<String>), ApiError> {
@@ -147,7 +126,7 @@ pub(super) async fn embedded(
     let pipeline = state.pipeline(
         model,
         TaskOptions::Embed(options),
-        state.input_options(truncate),
+        state.input_options(truncate, direction),
     )?;
     let ran = run(state, model, pipeline, inputs, start).await?;
     Ok((ran.timing, all_fields(ran.results, "embedding")?))
@@ -159,7 +138,6 @@ pub(super) async fn embed(
     Body(req): Body<EmbedRequest>,
 ) -> Reply {
     let start = Instant::now();
-    check_direction(req.truncation_direction)?;
     let options = EmbedOptions {
         pooling: None,
         normalize: Some(req.normalize),
@@ -170,7 +148,7 @@ pub(super) async fn embed(
         &model,
         req.inputs.into_vec(),
         options,
-        req.truncate,
+        (req.truncate, req.truncation_direction),
         req.prompt_name.as_deref(),
         start,
     )
@@ -183,7 +161,7 @@ pub(super) struct EmbedAllRequest {
     inputs: Inputs,
     truncate: Option<bool>,
     #[serde(default)]
-    truncation_direction: Direction,
+    truncation_direction: TruncationDirection,
     prompt_name: Option<String>,
 }
 
@@ -220,11 +198,14 @@ async fn one_field(
     field: &str,
 ) -> Reply {
     let start = Instant::now();
-    check_direction(req.truncation_direction)?;
     let items = req.inputs.into_vec();
     state.check_batch(items.len())?;
     let inputs = embed_inputs(model, items, req.prompt_name.as_deref())?;
-    let pipeline = state.pipeline(model, task, state.input_options(req.truncate))?;
+    let pipeline = state.pipeline(
+        model,
+        task,
+        state.input_options(req.truncate, req.truncation_direction),
+    )?;
     let ran = run(state, model, pipeline, inputs, start).await?;
     let lists = all_fields(ran.results, field)?;
     raw_reply(
@@ -313,7 +294,7 @@ pub(super) struct PredictRequest {
     inputs: Value,
     truncate: Option<bool>,
     #[serde(default)]
-    truncation_direction: Direction,
+    truncation_direction: TruncationDirection,
     #[serde(default)]
     raw_scores: bool,
 }
@@ -358,13 +339,12 @@ pub(super) async fn predict(
     Body(req): Body<PredictRequest>,
 ) -> Reply {
     let start = Instant::now();
-    check_direction(req.truncation_direction)?;
     let (batch, lines) = predict_inputs(&req.inputs)?;
     state.check_batch(lines.len())?;
     let pipeline = state.pipeline(
         &model,
         classifier(&model, req.raw_scores),
-        state.input_options(req.truncate),
+        state.input_options(req.truncate, req.truncation_direction),
     )?;
     let inputs = lines.into_iter().map(Input::Line).collect();
     let ran = run(&state, &model, pipeline, inputs, start).await?;
@@ -382,7 +362,7 @@ pub(super) struct RerankRequest {
     texts: Vec<String>,
     truncate: Option<bool>,
     #[serde(default)]
-    truncation_direction: Direction,
+    truncation_direction: TruncationDirection,
     #[serde(default)]
     raw_scores: bool,
     #[serde(default)]
@@ -396,7 +376,6 @@ pub(super) async fn rerank(
     Body(req): Body<RerankRequest>,
 ) -> Reply {
     let start = Instant::now();
-    check_direction(req.truncation_direction)?;
     if req.texts.is_empty() {
         return Err(ApiError::new(ErrorType::Empty, "`texts` cannot be empty"));
     }
@@ -404,7 +383,7 @@ pub(super) async fn rerank(
     let pipeline = state.pipeline(
         &model,
         classifier(&model, req.raw_scores),
-        state.input_options(req.truncate),
+        state.input_options(req.truncate, req.truncation_direction),
     )?;
     let first = model.text.model().config().label(0);
     let inputs = req
@@ -449,7 +428,7 @@ pub(super) struct SimilarityInputs {
 pub(super) struct SimilarityParameters {
     truncate: Option<bool>,
     #[serde(default)]
-    truncation_direction: Direction,
+    truncation_direction: TruncationDirection,
     prompt_name: Option<String>,
 }
 
@@ -467,7 +446,6 @@ pub(super) async fn similarity(
 ) -> Reply {
     let start = Instant::now();
     let params = req.parameters.unwrap_or_default();
-    check_direction(params.truncation_direction)?;
     if req.inputs.sentences.is_empty() {
         return Err(ApiError::new(
             ErrorType::Empty,
@@ -486,7 +464,7 @@ pub(super) async fn similarity(
         &model,
         items,
         options,
-        params.truncate,
+        (params.truncate, params.truncation_direction),
         params.prompt_name.as_deref(),
         start,
     )

@@ -48,6 +48,9 @@ pub struct EncodeOptions {
     pub stride: usize,
     /// Return every window instead of only the first.
     pub overflow: bool,
+    /// Cut tokens from the start of a sequence instead of its end (tokenizers'
+    /// `TruncationDirection::Left`; not with `overflow`).
+    pub from_left: bool,
 }
 
 /// One encoded window.

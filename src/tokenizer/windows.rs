@@ -93,9 +93,10 @@ impl<'t> Layout<'t> {
         pieces::tokenize(self.base, text, keep, self.piece_bytes)
     }
 
-    /// What to keep of a text that gets at most `room` tokens a window.
+    /// What to keep of a text that gets at most `room` tokens a window (all of it when
+    /// the end is kept: the cut is counted from there).
     fn keep(&self, room: usize) -> Keep {
-        match self.opts.overflow {
+        match self.opts.overflow || self.opts.from_left {
             true => Keep::All,
             false => Keep::First(room),
         }
@@ -108,6 +109,18 @@ impl<'t> Layout<'t> {
         spans: Spans,
         truncated: bool,
     ) -> Windows<'t> {
+        // From the left: each kept span `0..k` becomes the last k tokens.
+        let spans = match self.opts.from_left {
+            false => spans,
+            true => {
+                let last = |r: Range<usize>, n: usize| n - r.len()..n;
+                let n2 = second.as_ref().map_or(0, |s| s.ids.len());
+                spans
+                    .into_iter()
+                    .map(|(a, b)| (last(a, first.ids.len()), b.map(|b| last(b, n2))))
+                    .collect()
+            }
+        };
         Windows {
             base: self.base,
             first,
@@ -182,8 +195,8 @@ impl<'t> Layout<'t> {
             ));
         }
         let (mut first, mut second) = (
-            self.tokenize(text, Keep::First(max))?,
-            self.tokenize(pair, Keep::First(max))?,
+            self.tokenize(text, self.keep(max))?,
+            self.tokenize(pair, self.keep(max))?,
         );
         // Both longer than max: which is longer decides who gets the odd token.
         if !first.counted && !second.counted && max % 2 == 1 {
@@ -250,6 +263,13 @@ impl<'t> Windows<'t> {
                      special tokens"
                 ))
             })?;
+        if opts.from_left && opts.overflow {
+            return Err(Error::Unsupported(
+                "overflowing windows cut from the left are not supported (truncation from \
+                 the left keeps one window)"
+                    .into(),
+            ));
+        }
         let layout = Layout {
             base,
             max,
