@@ -17,6 +17,8 @@ pub struct Batch {
     input_ids: Vec<u32>,
     token_type_ids: Vec<u32>,
     attention_mask: Vec<u8>,
+    /// Token rows (row * seq + position, ascending) the masked-LM head reads; None: all.
+    selected: Option<Vec<usize>>,
 }
 
 fn flatten(name: &str, rows: &[Vec<i64>], seq: usize) -> Result<Vec<i64>> {
@@ -103,6 +105,7 @@ impl Batch {
             token_type_ids: vec![0; ids.len()],
             attention_mask: vec![1; ids.len()],
             input_ids: ids,
+            selected: None,
         })
     }
 
@@ -132,6 +135,35 @@ impl Batch {
         }
         self.choices = Some(choices);
         Ok(self)
+    }
+
+    /// Runs the masked-LM head only at these (sequence, position) pairs, in this order
+    /// (sequences ascending, positions ascending within each): `logits` is then
+    /// [selected, vocab] instead of [batch, seq, vocab]. The other heads ignore it.
+    pub fn with_selected(mut self, at: &[(usize, usize)]) -> Result<Self> {
+        let mut rows = Vec::with_capacity(at.len());
+        for &(r, p) in at {
+            if r >= self.rows || p >= self.seq {
+                return Err(Error::Input(format!(
+                    "selected position ({r}, {p}) is outside the {} x {} batch",
+                    self.rows, self.seq
+                )));
+            }
+            let flat = r * self.seq + p;
+            if rows.last().is_some_and(|&last| last >= flat) {
+                return Err(Error::Input(
+                    "selected positions must be in ascending order, each once".into(),
+                ));
+            }
+            rows.push(flat);
+        }
+        self.selected = Some(rows);
+        Ok(self)
+    }
+
+    /// The token rows the masked-LM head reads (row * seq + position), if chosen.
+    pub fn selected(&self) -> Option<&[usize]> {
+        self.selected.as_deref()
     }
 
     /// Sets the attention mask (1 = attend, 0 = padding), one row per sequence.
@@ -229,6 +261,12 @@ impl Batch {
             input_ids: self.input_ids[a..b].to_vec(),
             token_type_ids: self.token_type_ids[a..b].to_vec(),
             attention_mask: self.attention_mask[a..b].to_vec(),
+            selected: self.selected.as_ref().map(|rows| {
+                rows.iter()
+                    .filter(|&&r| (a..b).contains(&r))
+                    .map(|r| r - a)
+                    .collect()
+            }),
         }
     }
 }

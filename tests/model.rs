@@ -514,3 +514,41 @@ fn multiple_choice_plans_examples_by_choices() {
     let logits = plan.outputs.iter().find(|o| o.name == "logits").unwrap();
     assert_eq!(logits.shape, [2, 3]);
 }
+
+/// The masked-LM head at selected positions only (`Batch::with_selected`, what fill-mask
+/// uses) gives the rows of the full logits at those positions, also when the CPU splits
+/// the batch into throughput parts; and selection is checked.
+#[test]
+fn masked_lm_at_selected_positions_equals_the_full_logits() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipelines/fill_mask");
+    let model = Model::load(&dir, Some(Head::MaskedLm), Device::Cpu).unwrap();
+    let vocab = model.config().vocab_size;
+    let rows: Vec<Vec<i64>> = (0..12)
+        .map(|r| (0..9).map(|i| 2 + ((r * 7 + i * 3) % 150) as i64).collect())
+        .collect();
+    let batch = Batch::new(rows).unwrap();
+    let full = model.forward(&batch, ForwardOptions::default()).unwrap();
+    let full = full.get("logits").unwrap();
+    let at = [(0, 0), (0, 4), (3, 8), (5, 1), (6, 2), (11, 0), (11, 8)];
+    let sel = model
+        .forward(
+            &batch.clone().with_selected(&at).unwrap(),
+            ForwardOptions::default(),
+        )
+        .unwrap();
+    let sel = sel.get("logits").unwrap();
+    assert_eq!(sel.shape(), &[at.len(), vocab]);
+    for (i, &(r, p)) in at.iter().enumerate() {
+        let want = &full.data()[(r * 9 + p) * vocab..][..vocab];
+        let got = &sel.data()[i * vocab..][..vocab];
+        let d = want
+            .iter()
+            .zip(got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d <= 1e-5, "({r}, {p}): max |d| = {d}");
+    }
+    assert!(batch.clone().with_selected(&[(0, 9)]).is_err());
+    assert!(batch.clone().with_selected(&[(1, 0), (0, 1)]).is_err());
+    assert!(batch.with_selected(&[(12, 0)]).is_err());
+}

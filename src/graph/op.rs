@@ -120,6 +120,18 @@ pub struct GatherFirst {
     pub out: BufId,
 }
 
+/// out[i] = x[rows[i]]: the token rows the batch selects (`Batch::with_selected`), as
+/// many as the plan's `Shape::selected`.
+#[derive(Debug, Clone, Copy)]
+pub struct GatherSelected {
+    /// [tokens, width] rows.
+    pub x: BufId,
+    /// Row width.
+    pub width: usize,
+    /// [selected, width] result.
+    pub out: BufId,
+}
+
 /// One step of a plan. Row counts come from the plan's [`crate::graph::Shape`] unless
 /// stated; no op writes a buffer it also reads.
 #[derive(Debug, Clone, Copy)]
@@ -134,6 +146,8 @@ pub enum Op {
     Attention(Attention),
     /// Each sequence's first row.
     GatherFirst(GatherFirst),
+    /// The rows the batch selects.
+    GatherSelected(GatherSelected),
 }
 
 impl Op {
@@ -145,6 +159,7 @@ impl Op {
             Op::LayerNorm(_) => "layer norm",
             Op::Attention(_) => "attention",
             Op::GatherFirst(_) => "gather first",
+            Op::GatherSelected(_) => "gather selected",
         }
     }
 
@@ -156,6 +171,7 @@ impl Op {
             Op::LayerNorm(n) => [Some(n.x), n.residual],
             Op::Attention(a) => [Some(a.qkv), None],
             Op::GatherFirst(g) => [Some(g.x), None],
+            Op::GatherSelected(g) => [Some(g.x), None],
         };
         bufs.into_iter().flatten()
     }
@@ -169,6 +185,7 @@ impl Op {
             Op::LayerNorm(n) => [Some(n.out), None],
             Op::Attention(a) => [Some(a.out), a.probs],
             Op::GatherFirst(g) => [Some(g.out), None],
+            Op::GatherSelected(g) => [Some(g.out), None],
         };
         bufs.into_iter().flatten()
     }
@@ -180,7 +197,8 @@ impl Op {
             | Op::Linear(Linear { out, .. })
             | Op::LayerNorm(LayerNorm { out, .. })
             | Op::Attention(Attention { out, .. })
-            | Op::GatherFirst(GatherFirst { out, .. }) => out,
+            | Op::GatherFirst(GatherFirst { out, .. })
+            | Op::GatherSelected(GatherSelected { out, .. }) => out,
         }
     }
 }
@@ -200,6 +218,7 @@ impl fmt::Display for Op {
             },
             Op::Attention(a) => write!(f, "attention {}x{}", a.heads, a.head_dim),
             Op::GatherFirst(g) => write!(f, "gather first {}", g.width),
+            Op::GatherSelected(g) => write!(f, "gather selected {}", g.width),
         }
     }
 }
@@ -215,7 +234,14 @@ macro_rules! op_from {
     };
 }
 
-op_from!(Embeddings, Linear, LayerNorm, Attention, GatherFirst);
+op_from!(
+    Embeddings,
+    Linear,
+    LayerNorm,
+    Attention,
+    GatherFirst,
+    GatherSelected
+);
 
 #[cfg(test)]
 mod tests {

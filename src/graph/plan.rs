@@ -18,6 +18,8 @@ pub struct Shape {
     pub past: usize,
     /// Multiple choice: consecutive sequences that form one example (1 otherwise).
     pub choices: usize,
+    /// Token rows the masked-LM head reads (None: every row; see `Batch::with_selected`).
+    pub selected: Option<usize>,
 }
 
 impl Shape {
@@ -28,7 +30,13 @@ impl Shape {
             seq,
             past: 0,
             choices: 1,
+            selected: None,
         }
+    }
+
+    /// The same shape with the masked-LM head reading `selected` rows only.
+    pub fn with_selected(self, selected: Option<usize>) -> Self {
+        Shape { selected, ..self }
     }
 
     /// The same shape with `past` cached tokens before this call's.

@@ -8,7 +8,7 @@ use super::bert::{BertModel, EncoderOutputs};
 use super::modules::{Dense, LayerNorm};
 use crate::config::{Activation, BertConfig};
 use crate::error::{Error, Result};
-use crate::graph::PlanBuilder;
+use crate::graph::{op, PlanBuilder};
 use crate::weights::{VarBuilder, WeightId};
 
 /// Which Hugging Face model class to run.
@@ -148,13 +148,14 @@ impl BertLmPredictionHead {
         })
     }
 
+    /// The head over `t` rows of `x`.
     fn lower(
         &self,
         g: &mut PlanBuilder,
         x: crate::graph::BufId,
+        t: usize,
         name: &str,
     ) -> crate::graph::BufId {
-        let t = g.shape().tokens();
         let dense = self
             .transform
             .lower(g, "mlm.transform", x, t, Some(self.act));
@@ -315,14 +316,27 @@ impl HeadModules {
             Head::PreTraining => {
                 let (lm, nsp) = (self.lm.as_ref(), self.nsp);
                 let (lm, nsp) = lm.zip(nsp).ok_or_else(missing)?;
-                let logits = lm.lower(g, enc.sequence, "prediction_logits");
+                let logits = lm.lower(g, enc.sequence, t, "prediction_logits");
                 g.output("prediction_logits", logits, vec![b, l, lm.decoder.n]);
                 let nsp_logits = nsp.lower(g, "seq_relationship_logits", pooled()?, b, None);
                 g.output("seq_relationship_logits", nsp_logits, vec![b, 2]);
             }
+            Head::MaskedLm if s.selected.is_some() => {
+                // Only the selected rows through the prediction head (fill-mask's masks).
+                let lm = self.lm.as_ref().ok_or_else(missing)?;
+                let n = s.selected.unwrap_or(0);
+                let rows = g.buf("mlm.selected", n * hidden);
+                g.op(op::GatherSelected {
+                    x: enc.sequence,
+                    width: hidden,
+                    out: rows,
+                });
+                let logits = lm.lower(g, rows, n, "logits");
+                g.output("logits", logits, vec![n, lm.decoder.n]);
+            }
             Head::LmHead | Head::MaskedLm => {
                 let lm = self.lm.as_ref().ok_or_else(missing)?;
-                let logits = lm.lower(g, enc.sequence, "logits");
+                let logits = lm.lower(g, enc.sequence, t, "logits");
                 g.output("logits", logits, vec![b, l, lm.decoder.n]);
             }
             Head::NextSentence => {

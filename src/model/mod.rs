@@ -350,7 +350,8 @@ impl Model {
         };
         let shape = Shape::new(batch.rows(), batch.seq())
             .with_past(past)
-            .with_choices(batch.choices().unwrap_or(1));
+            .with_choices(batch.choices().unwrap_or(1))
+            .with_selected(batch.selected().map(<[usize]>::len));
         let plan = self.plan(shape, opts)?;
         let planner = |shape: Shape| self.plan(shape, opts);
         let call = Call {

@@ -6,9 +6,8 @@ use serde_json::{json, Value};
 use serde::Deserialize;
 
 use super::prepared::Extra;
-use super::{ranked, row, softmax, Pipeline, TextInput, TopK};
+use super::{ranked, softmax, Pipeline, TextInput, TopK};
 use crate::error::{Error, Result};
-use crate::model::Outputs;
 use crate::tokenizer::Encoding;
 
 /// fill-mask's options.
@@ -92,12 +91,11 @@ pub(super) fn prepare(
     Ok((enc, Extra::Masks { masks, targets }))
 }
 
-/// The candidates at each mask of row `r`.
+/// The candidates at each mask, from each mask's vocabulary logits.
 pub(super) fn finish(
     p: &Pipeline,
     o: &FillMaskOptions,
-    out: &Outputs,
-    r: usize,
+    per_mask: &[&[f32]],
     enc: &Encoding,
     masks: &[usize],
     targets: Option<&[u32]>,
@@ -109,11 +107,10 @@ pub(super) fn finish(
         Some(TopK::All) => vocab,
         None => 5,
     };
-    let logits = row(out, "logits", r)?;
     let single = masks.len() == 1;
-    let mut per_mask = Vec::new();
-    for &m in masks {
-        let probs = softmax(&logits[m * vocab..(m + 1) * vocab]);
+    let mut answers = Vec::new();
+    for (&m, logits) in masks.iter().zip(per_mask) {
+        let probs = softmax(logits);
         let (cands, scores): (Vec<u32>, Vec<f64>) = match targets {
             Some(ids) => (
                 ids.to_vec(),
@@ -136,10 +133,10 @@ pub(super) fn finish(
                 "sequence": sequence,
             }));
         }
-        per_mask.push(Value::Array(results));
+        answers.push(Value::Array(results));
     }
     Ok(match single {
-        true => per_mask.remove(0),
-        false => Value::Array(per_mask),
+        true => answers.remove(0),
+        false => Value::Array(answers),
     })
 }

@@ -135,8 +135,16 @@ impl Pipeline {
         })
     }
 
-    /// The answer for row `row` of a forward call's outputs.
-    fn finish(&self, out: &Outputs, row: usize, enc: &Encoding, extra: &Extra) -> Result<Answer> {
+    /// The answer for row `row` of a forward call's outputs (for fill-mask with the head at
+    /// the masks only, `selected` is where the row's masks start among the logits' rows).
+    fn finish(
+        &self,
+        out: &Outputs,
+        row: usize,
+        selected: Option<usize>,
+        enc: &Encoding,
+        extra: &Extra,
+    ) -> Result<Answer> {
         let value = match (&self.options, extra) {
             // Embeddings are written straight to JSON text (the hot path of a server).
             (TaskOptions::Embed(o), _) => return super::embed::finish(self, o, out, row, enc),
@@ -146,7 +154,24 @@ impl Pipeline {
             (TaskOptions::NextSentence, _) => pairs::finish_next_sentence(out, row),
             (TaskOptions::SparseEmbed, _) => super::embed::finish_sparse(self, out, row, enc),
             (TaskOptions::FillMask(o), Extra::Masks { masks, targets }) => {
-                fill_mask::finish(self, o, out, row, enc, masks, targets.as_deref())
+                let vocab = self.config().vocab_size;
+                let t = out
+                    .get("logits")
+                    .ok_or_else(|| Error::Internal("the model returned no `logits`".into()))?;
+                // [selected, vocab], or [batch, seq, vocab] with every position.
+                let seq = t.shape().get(1).copied().filter(|_| t.shape().len() == 3);
+                let logits = t.data();
+                let at = |i: usize, m: usize| match selected {
+                    Some(first) => (first + i) * vocab,
+                    None => (row * seq.unwrap_or(0) + m) * vocab,
+                };
+                let per_mask = masks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &m)| logits.get(at(i, m)..at(i, m) + vocab))
+                    .collect::<Option<Vec<&[f32]>>>()
+                    .ok_or_else(|| Error::Internal("fill-mask logits are short".into()))?;
+                fill_mask::finish(self, o, &per_mask, enc, masks, targets.as_deref())
             }
             _ => Err(Error::Internal(format!(
                 "{} was prepared for another task",
@@ -226,11 +251,37 @@ struct Window<'a> {
 fn run_group(group: &[Window], results: &mut [Option<Result<Answer>>]) {
     let answer = |group: &[Window], results: &mut [Option<Result<Answer>>]| {
         let encs: Vec<&Encoding> = group.iter().map(|w| &w.enc).collect();
-        let out = group[0].pipeline.forward(&encs)?;
+        let p = group[0].pipeline;
+        let mut batch = super::pad(&encs, p.tokenizer().specials().pad)?;
+        // fill-mask on the CPU: the prediction head only at the masks (a row's masks
+        // are then rows `offset..` of the logits).
+        let selected: Vec<(usize, usize)> = group
+            .iter()
+            .enumerate()
+            .flat_map(|(row, w)| match &w.extra {
+                Extra::Masks { masks, .. } => masks.iter().map(|&m| (row, m)).collect(),
+                Extra::None => Vec::new(),
+            })
+            .collect();
+        let select = p.task() == super::Task::FillMask
+            && p.text.model().device() == crate::Device::Cpu
+            && !selected.is_empty();
+        if select {
+            batch = batch.with_selected(&selected)?;
+        }
+        let out = p.forward_batch(&batch)?;
+        let mut offset = 0;
         for (row, w) in group.iter().enumerate() {
+            let at = match (select, &w.extra) {
+                (true, Extra::Masks { masks, .. }) => {
+                    offset += masks.len();
+                    Some(offset - masks.len())
+                }
+                _ => None,
+            };
             results[w.index] = Some(
                 w.pipeline
-                    .finish(&out, row, &w.enc, &w.extra)
+                    .finish(&out, row, at, &w.enc, &w.extra)
                     .map(|answer| answer.with_warnings(w.warnings.clone())),
             );
         }

@@ -192,9 +192,11 @@ impl CpuBackend {
             .par_iter()
             .map(|&(a, b)| {
                 let part = call.batch.rows_range(a * choices, b * choices);
-                let plan = call
-                    .planner
-                    .plan(Shape::new(part.rows(), shape.seq).with_choices(choices))?;
+                let plan = call.planner.plan(
+                    Shape::new(part.rows(), shape.seq)
+                        .with_choices(choices)
+                        .with_selected(part.selected().map(<[usize]>::len)),
+                )?;
                 self.run(&plan, call.params, &part, None)
             })
             .collect::<Result<Vec<Vec<Tensor>>>>()?;
@@ -419,6 +421,21 @@ fn run_op(op: &Op, cx: &OpContext, kv: Option<&mut HostKv>, arena: &mut Arena) -
             for (b, row) in dst.chunks_mut(g.width).enumerate() {
                 let start = b * cx.shape.seq * g.width;
                 row.copy_from_slice(&src[start..start + g.width]);
+            }
+            Ok(())
+        }
+        Op::GatherSelected(g) => {
+            let src = arena.get(g.x);
+            let rows = cx.batch.selected().unwrap_or(&[]);
+            if rows.len() * g.width != dst.len()
+                || rows.iter().any(|&r| (r + 1) * g.width > src.len())
+            {
+                return Err(Error::Internal(
+                    "the batch's selected rows do not fit the plan".into(),
+                ));
+            }
+            for (&r, row) in rows.iter().zip(dst.chunks_mut(g.width)) {
+                row.copy_from_slice(&src[r * g.width..(r + 1) * g.width]);
             }
             Ok(())
         }

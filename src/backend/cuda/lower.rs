@@ -109,6 +109,13 @@ pub(super) fn lower(plan: &Plan) -> Result<Lowered> {
             kind = Some(k);
         }
         let step = match *op {
+            Op::GatherSelected(_) => {
+                return Err(Error::Unsupported(
+                    "the masked-LM head at selected positions runs on the CPU backend only; \
+                     on CUDA it runs at every position"
+                        .into(),
+                ))
+            }
             Op::Embeddings(e) => {
                 kinds[e.out.0] = Some(Kind::Tokens);
                 Step::Embeddings(e)
