@@ -44,7 +44,7 @@ def build(dir: Path, minilm: Path) -> None:
 
 
 def texts(n: int, tokens: int) -> list[str]:
-    words = "the model reads every word of this long text and predicts".split()
+    words = "the model reads every word of this long text and".split()
     out = []
     for i in range(n):
         body = [words[(i + j) % len(words)] for j in range(tokens - 3)]
