@@ -35,6 +35,21 @@ fn run_lines(args: &[&str], lines: &[Value]) -> Vec<Value> {
     out
 }
 
+/// `bertrt run --task embed --model MODEL --normalize true EXTRA...` on these lines.
+fn run_embed(model: &str, extra: &[&str], lines: &[Value]) -> Vec<Value> {
+    let mut args = vec![
+        "run",
+        "--task",
+        "embed",
+        "--model",
+        model,
+        "--normalize",
+        "true",
+    ];
+    args.extend(extra);
+    run_lines(&args, lines)
+}
+
 /// A score as TEI writes it: the f64 rounded to f32, written in its shortest form.
 fn f32_of(v: &Value) -> f64 {
     (v.as_f64().unwrap() as f32).to_string().parse().unwrap()
@@ -90,21 +105,10 @@ fn tei_routes_answer_as_bertrt_run() {
     let lines: Vec<Value> = texts.iter().map(|t| json!({ "text": t })).collect();
 
     // /embed: the default model (the first), normalised by default.
-    let want: Vec<Value> = run_lines(
-        &[
-            "run",
-            "--task",
-            "embed",
-            "--model",
-            &minilm,
-            "--normalize",
-            "true",
-        ],
-        &lines,
-    )
-    .into_iter()
-    .map(|a| a["embedding"].clone())
-    .collect();
+    let want: Vec<Value> = run_embed(&minilm, &[], &lines)
+        .into_iter()
+        .map(|a| a["embedding"].clone())
+        .collect();
     let r = server.post("/embed", &json!({ "inputs": texts }));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json(), Value::Array(want.clone()));
@@ -182,18 +186,9 @@ fn tei_routes_answer_as_bertrt_run() {
 
     // truncation_direction Left keeps the end of a long input, as `bertrt run` does.
     let long = format!("{} the end.", "many words before ".repeat(100));
-    let kept_end = run_lines(
-        &[
-            "run",
-            "--task",
-            "embed",
-            "--model",
-            &minilm,
-            "--normalize",
-            "true",
-            "--truncation-direction",
-            "left",
-        ],
+    let kept_end = run_embed(
+        &minilm,
+        &["--truncation-direction", "left"],
         &[json!({ "text": long })],
     );
     let r = server.post(
@@ -706,18 +701,7 @@ fn prompts_come_before_the_inputs() {
         json!({"text": "query: john smith"}),
         json!({"text": "passage: john smith"}),
     ];
-    let want = run_lines(
-        &[
-            "run",
-            "--task",
-            "embed",
-            "--model",
-            &model,
-            "--normalize",
-            "true",
-        ],
-        &lines,
-    );
+    let want = run_embed(&model, &[], &lines);
     close(&query, &want[0]["embedding"], 1e-6).unwrap();
     let default = embed(json!({"inputs": "john smith"}));
     close(&default, &want[1]["embedding"], 1e-6).unwrap();

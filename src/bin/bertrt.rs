@@ -426,12 +426,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         note(format_args!(
             "bertrt: serving {name} ({}; heads: {})",
             dir.display(),
-            text.model()
-                .heads()
-                .iter()
-                .map(|h| h.class_name())
-                .collect::<Vec<_>>()
-                .join(", ")
+            text.model().head_names()
         ));
         models.push(bertrt::serve::ServedModel {
             name,

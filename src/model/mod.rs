@@ -77,6 +77,15 @@ impl Serialize for Outputs {
 }
 
 impl Model {
+    /// The heads this model runs, as transformers' class names joined for messages.
+    pub fn head_names(&self) -> String {
+        self.heads()
+            .iter()
+            .map(|h| h.class_name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Loads a Hugging Face checkpoint folder (config.json + safetensors weights).
     ///
     /// `head` defaults to the config's `architectures[0]`.

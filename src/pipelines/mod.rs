@@ -155,12 +155,7 @@ impl Pipeline {
             return Err(Error::Unsupported(format!(
                 "{} needs {head}, and this checkpoint has no weights for it (its heads: {})",
                 task.name(),
-                text.model()
-                    .heads()
-                    .iter()
-                    .map(|h| h.class_name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                text.model().head_names()
             )));
         }
         let max_length = text.max_length(task, input.max_length)?;
