@@ -162,3 +162,25 @@ def test_model_forward_matches_transformers():
     assert len(out["hidden_states"]) == mlm.config["num_hidden_layers"] + 1
     with pytest.raises(ValueError):
         mlm.forward(np.array([[2, 10_000, 3]]))  # an id past the vocabulary
+
+
+def test_cross_encoder_matches_sentence_transformers():
+    doc = json.loads((Path(__file__).parent / "fixtures" / "cross_encoder.json").read_text())
+    for c in doc["cases"]:
+        ce = bertrt.CrossEncoder(str(FIXTURES / c["model"]))
+        assert ce.num_labels == c["num_labels"]
+        got = ce.predict(c["pairs"])
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, c["predict"], atol=TOL)
+        np.testing.assert_allclose(ce.predict(c["pairs"], apply_softmax=True), c["predict_softmax"], atol=TOL)
+        one = ce.predict(c["pairs"][0])
+        np.testing.assert_allclose(one, c["predict"][0], atol=TOL)
+        if "rank" in c:
+            ranked = ce.rank(c["query"], c["documents"], return_documents=True)
+            assert [r["corpus_id"] for r in ranked] == [r["corpus_id"] for r in c["rank"]]
+            assert [r["text"] for r in ranked] == [r["text"] for r in c["rank"]]
+            np.testing.assert_allclose([r["score"] for r in ranked], [r["score"] for r in c["rank"]], atol=TOL)
+            assert len(ce.rank(c["query"], c["documents"], top_k=2)) == 2
+        else:
+            with pytest.raises(ValueError):
+                ce.rank("q", ["a", "b"])

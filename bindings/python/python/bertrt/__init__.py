@@ -23,7 +23,7 @@ from ._bertrt import Engine as _Engine
 from ._bertrt import RawModel as _RawModel
 from ._bertrt import __version__
 
-__all__ = ["SentenceTransformer", "Model", "pipeline", "Pipeline", "__version__"]
+__all__ = ["SentenceTransformer", "CrossEncoder", "Model", "pipeline", "Pipeline", "__version__"]
 
 
 class SentenceTransformer:
@@ -93,6 +93,72 @@ class SentenceTransformer:
         a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
         b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
         return a @ b.T
+
+
+class CrossEncoder:
+    """sentence-transformers' `CrossEncoder` on the bertrt engine: a sequence-classification
+    checkpoint scoring (text, text) pairs."""
+
+    def __init__(self, model: str, device: str = "cpu", dtype: Optional[str] = None):
+        self._engine = _Engine(model, device, dtype)
+        config = json.loads(self._engine.config())
+        id2label = config.get("id2label") or {}
+        self.num_labels = int(config.get("num_labels") or len(id2label) or 2)
+        labels = [id2label.get(str(i), f"LABEL_{i}") for i in range(self.num_labels)]
+        if len(set(labels)) != len(labels):
+            raise ValueError("the checkpoint's labels are not distinct")
+        self._index = {label: i for i, label in enumerate(labels)}
+
+    def _logits(self, pairs: list, batch_size: int) -> np.ndarray:
+        inputs = [{"text": a, "text_pair": b} for a, b in pairs]
+        options = {"function_to_apply": "none", "top_k": "all", "batch_size": batch_size}
+        out = np.zeros((len(pairs), self.num_labels), dtype=np.float32)
+        for row, answer in enumerate(_run(self._engine, "text-classification", options, inputs)):
+            for item in answer:
+                out[row, self._index[item["label"]]] = item["score"]
+        return out
+
+    def predict(self, sentences, batch_size: int = 32, show_progress_bar: Optional[bool] = None,
+                activation_fn=None, apply_softmax: bool = False, convert_to_numpy: bool = True):
+        """Scores each pair: [n] for a one-label model (sigmoid by default), else
+        [n, num_labels] logits (softmax with `apply_softmax`); one pair gives one score."""
+        single = len(sentences) == 2 and all(isinstance(x, str) for x in sentences)
+        pairs = [tuple(sentences)] if single else [tuple(p) for p in sentences]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("CrossEncoder.predict takes (text, text) pairs")
+        scores = self._logits(pairs, batch_size)
+        if activation_fn is not None:
+            scores = np.asarray(activation_fn(scores), dtype=np.float32)
+        elif self.num_labels == 1:
+            scores = (1.0 / (1.0 + np.exp(-scores.astype(np.float64)))).astype(np.float32)
+        # As sentence-transformers: softmax over the labels, even a single one.
+        if apply_softmax and scores.ndim == 2:
+            z = scores.astype(np.float64)
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            scores = (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+        if self.num_labels == 1:
+            scores = scores[:, 0]
+        if not convert_to_numpy:
+            scores = list(scores)
+        return scores[0] if single else scores
+
+    def rank(self, query: str, documents: list, top_k: Optional[int] = None, return_documents: bool = False,
+             batch_size: int = 32, show_progress_bar: Optional[bool] = None, activation_fn=None,
+             apply_softmax: bool = False) -> list:
+        """The documents by score against `query`, best first: `corpus_id`, `score` (and
+        `text`); one-label models only, as in sentence-transformers."""
+        if self.num_labels != 1:
+            raise ValueError("CrossEncoder.rank needs a model with one label")
+        scores = self.predict([(query, d) for d in documents], batch_size=batch_size,
+                              activation_fn=activation_fn, apply_softmax=apply_softmax)
+        order = sorted(range(len(documents)), key=lambda i: -float(scores[i]))[:top_k]
+        out = []
+        for i in order:
+            item = {"corpus_id": i, "score": float(scores[i])}
+            if return_documents:
+                item["text"] = documents[i]
+            out.append(item)
+        return out
 
 
 def _run(engine, task: str, options: dict, inputs: list) -> list:
