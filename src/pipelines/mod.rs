@@ -37,7 +37,7 @@ pub use embed::{EmbedOptions, Pooling};
 pub use fill_mask::FillMaskOptions;
 pub use generate::GenerateOptions;
 pub use options::{InputOptions, NoOptions, TaskOptions, TopK, TruncationDirection};
-pub use prepared::{execute, Prepared};
+pub use prepared::{answered, execute, Prepared};
 pub use question_answering::QuestionAnsweringOptions;
 pub use text_classification::{ScoreFunction, TextClassificationOptions};
 pub use text_model::TextModel;
@@ -226,10 +226,7 @@ impl Pipeline {
         {
             results[i] = Some(r);
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("an input was not answered".into()))))
-            .collect()
+        prepared::answered(results)
     }
 
     /// Whether the task's inputs are single windows that [`execute`] batches.

@@ -232,6 +232,12 @@ pub fn execute(inputs: Vec<(&Pipeline, Prepared)>, batch_size: usize) -> Vec<Res
         run_group(&windows[start..end], &mut results);
         start = end;
     }
+    answered(results)
+}
+
+/// The results of inputs answered out of order, in order; an input left unanswered (a
+/// bug) gets an error instead of a panic.
+pub fn answered(results: Vec<Option<Result<Answer>>>) -> Vec<Result<Answer>> {
     results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(Error::Internal("an input was not answered".into()))))

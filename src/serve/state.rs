@@ -301,17 +301,10 @@ pub async fn run(
         }
     }
     super::metrics::timing(&model.name, &timing);
-    let results = results
-        .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                Err(crate::error::Error::Internal(
-                    "an input was not answered".into(),
-                ))
-            })
-        })
-        .collect();
-    Ok(Ran { results, timing })
+    Ok(Ran {
+        results: crate::pipelines::answered(results),
+        timing,
+    })
 }
 
 /// The JSON text of field `name` of each answer, when every input must succeed (the
