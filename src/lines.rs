@@ -14,10 +14,12 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// One answer, as JSON text (written out as it is: a large answer is never held as a
-/// tree of values), and the warnings it produced.
+/// tree of values), and the warnings it produced. An embedding's answer also keeps its
+/// numbers, so bindings hand them over without reading the JSON back.
 #[derive(Debug, Clone)]
 pub struct Answer {
     json: Box<RawValue>,
+    numbers: Option<Vec<f32>>,
     /// Things the user should know (truncation, replaced targets).
     pub warnings: Vec<String>,
 }
@@ -29,6 +31,7 @@ impl Answer {
             serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned());
         Answer {
             json,
+            numbers: None,
             warnings: Vec::new(),
         }
     }
@@ -39,8 +42,26 @@ impl Answer {
             .map_err(|e| Error::Internal(format!("an answer is not JSON: {e}")))?;
         Ok(Answer {
             json,
+            numbers: None,
             warnings: Vec::new(),
         })
+    }
+
+    /// The same answer keeping the numbers its JSON was written from (an embedding's
+    /// values, or its token states row after row).
+    pub fn with_numbers(mut self, numbers: Vec<f32>) -> Self {
+        self.numbers = Some(numbers);
+        self
+    }
+
+    /// The numbers of an embedding's answer (None for other tasks).
+    pub fn numbers(&self) -> Option<&[f32]> {
+        self.numbers.as_deref()
+    }
+
+    /// The numbers of an embedding's answer, without a copy.
+    pub fn into_numbers(self) -> Option<Vec<f32>> {
+        self.numbers
     }
 
     /// The same answer with these warnings.

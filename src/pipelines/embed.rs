@@ -169,7 +169,7 @@ pub(super) fn finish(
     let states = &row(out, "last_hidden_state", r)?[..enc.len() * hidden];
     if pooling == Pooling::None {
         let rows: Vec<Value> = states.chunks(hidden).map(f32_list).collect();
-        return Ok(Answer::new(json!({ "last_hidden_state": rows })));
+        return Ok(Answer::new(json!({ "last_hidden_state": rows })).with_numbers(states.to_vec()));
     }
     let mut v = pool(states, hidden, pooling);
     if let Some(d) = o.dimensions {
@@ -184,13 +184,14 @@ pub(super) fn finish(
     if normalize {
         l2_normalize(&mut v);
     }
+    let numbers: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
     // NaN or infinity would not be JSON: null, as f32_list writes them.
-    let v: Vec<Option<f32>> = v
-        .into_iter()
-        .map(|x| Some(x as f32).filter(|x| x.is_finite()))
+    let json: Vec<Option<f32>> = numbers
+        .iter()
+        .map(|&x| Some(x).filter(|x| x.is_finite()))
         .collect();
-    let list = serde_json::to_string(&v).map_err(|e| Error::Internal(e.to_string()))?;
-    Answer::from_json(format!("{{\"embedding\":{list}}}"))
+    let list = serde_json::to_string(&json).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Answer::from_json(format!("{{\"embedding\":{list}}}"))?.with_numbers(numbers))
 }
 
 /// The SPLADE embedding of row `r`: over the input's tokens, the largest

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bertrt::pipelines::{EmbedOptions, Pipeline, Pooling, Task, TaskOptions, TextModel};
-use bertrt::{Batch, Device, Dtype, Error, ForwardOptions, Head, Model, Target};
+use bertrt::{Batch, Device, Dtype, Error, ForwardOptions, Head, Model, Target, Tensor};
 use numpy::{PyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -112,8 +112,10 @@ impl Engine {
         })
     }
 
-    /// Pooled embeddings of `texts` as a float32 array [n, dim] (None options: the
-    /// model's sentence-transformers files).
+    /// Pooled embeddings of `texts` as a flat float32 array (n rows of the embedding's
+    /// length; None options: the model's sentence-transformers files), or with
+    /// `pooling="none"` each text's token states [tokens, hidden] as one flat array per
+    /// text. The engine's numbers become numpy's without a copy or a JSON round trip.
     #[pyo3(signature = (texts, batch_size=32, normalize=None, pooling=None, dimensions=None))]
     fn embed<'py>(
         &self,
@@ -123,11 +125,12 @@ impl Engine {
         normalize: Option<bool>,
         pooling: Option<&str>,
         dimensions: Option<usize>,
-    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    ) -> PyResult<Vec<Bound<'py, PyArray1<f32>>>> {
         let pooling = pooling
             .map(|p| serde_json::from_value::<Pooling>(Value::String(p.to_string())))
             .transpose()
             .map_err(|e| PyValueError::new_err(format!("pooling: {e}")))?;
+        let per_token = pooling == Some(Pooling::None);
         let options = TaskOptions::Embed(EmbedOptions {
             pooling,
             normalize,
@@ -138,24 +141,28 @@ impl Engine {
             ..Default::default()
         };
         let pipeline = Pipeline::new(self.text.clone(), options, input).map_err(py_err)?;
-        let flat = py.allow_threads(|| {
+        let arrays = py.allow_threads(|| {
             let lines: Vec<Value> = texts
                 .iter()
                 .map(|t| serde_json::json!({ "text": t }))
                 .collect();
-            let mut flat = Vec::new();
+            let mut arrays: Vec<Vec<f32>> = Vec::new();
             for r in pipeline.run(&lines) {
-                let answer = r?;
-                let v: Value = serde_json::from_str(answer.json())
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                let list = v["embedding"]
-                    .as_array()
-                    .ok_or_else(|| Error::Internal("an answer has no embedding".into()))?;
-                flat.extend(list.iter().map(|x| x.as_f64().unwrap_or(f64::NAN) as f32));
+                let numbers = r?.into_numbers().ok_or_else(|| {
+                    Error::Internal("an embedding's answer has no numbers".into())
+                })?;
+                match arrays.last_mut() {
+                    Some(flat) if !per_token => flat.extend_from_slice(&numbers),
+                    _ => arrays.push(numbers),
+                }
             }
-            Ok::<_, Error>(flat)
+            Ok::<_, Error>(arrays)
         });
-        Ok(PyArray1::from_vec(py, flat.map_err(py_err)?))
+        Ok(arrays
+            .map_err(py_err)?
+            .into_iter()
+            .map(|a| PyArray1::from_vec(py, a))
+            .collect())
     }
 
     /// The heads the checkpoint holds (transformers' class names).
@@ -238,19 +245,17 @@ impl RawModel {
             .allow_threads(|| self.model.forward(&batch, opts))
             .map_err(py_err)?;
         let dict = PyDict::new(py);
-        for (name, t) in &out.tensors {
-            let arr = PyArray1::from_slice(py, t.data());
-            dict.set_item(name, (t.shape().to_vec(), arr))?;
+        // Each tensor's storage becomes its numpy array's, without a copy.
+        let array = |t: Tensor| (t.shape().to_vec(), PyArray1::from_vec(py, t.into_data()));
+        for (name, t) in out.tensors {
+            dict.set_item(name, array(t))?;
         }
         for (key, list) in [
-            ("hidden_states", &out.hidden_states),
-            ("attentions", &out.attentions),
+            ("hidden_states", out.hidden_states),
+            ("attentions", out.attentions),
         ] {
             if !list.is_empty() {
-                let items: Vec<(Vec<usize>, Bound<'py, PyArray1<f32>>)> = list
-                    .iter()
-                    .map(|t| (t.shape().to_vec(), PyArray1::from_slice(py, t.data())))
-                    .collect();
+                let items: Vec<_> = list.into_iter().map(array).collect();
                 dict.set_item(key, items)?;
             }
         }

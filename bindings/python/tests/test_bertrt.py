@@ -164,6 +164,20 @@ def test_model_forward_matches_transformers():
         mlm.forward(np.array([[2, 10_000, 3]]))  # an id past the vocabulary
 
 
+def engine_owned(a: np.ndarray) -> bool:
+    """Whether the array's memory is the engine's buffer (no copy into numpy's own)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a.base is not None and not a.flags.owndata
+
+
+def test_results_are_the_engines_buffers_without_a_copy(minilm):
+    assert engine_owned(minilm.encode(["a", "b"]))
+    assert all(engine_owned(t) for t in minilm.encode(["a", "b c"], output_value="token_embeddings"))
+    out = bertrt.Model(str(FIXTURES / "fill_mask")).forward(np.array([[2, 80, 4, 3]]), output_hidden_states=True)
+    assert engine_owned(out["logits"]) and all(engine_owned(h) for h in out["hidden_states"])
+
+
 def test_cross_encoder_matches_sentence_transformers():
     doc = json.loads((Path(__file__).parent / "fixtures" / "cross_encoder.json").read_text())
     for c in doc["cases"]:

@@ -65,16 +65,16 @@ class SentenceTransformer:
         if prompt:
             texts = [prompt + t for t in texts]
         if output_value == "token_embeddings":
-            out = _run(self._engine, "embed", {"pooling": "none", "batch_size": batch_size},
-                       [{"text": t} for t in texts])
-            arrays = [np.asarray(a["last_hidden_state"], dtype=np.float32) for a in out]
+            states = self._engine.embed(texts, batch_size, None, "none", None)
+            arrays = [a.reshape(-1, self._dim) for a in states]
             return arrays[0] if single else arrays
         if output_value != "sentence_embedding":
             raise ValueError(f"output_value must be sentence_embedding or token_embeddings, got {output_value!r}")
         if not texts:
             return np.zeros((0, truncate_dim or self._dim), dtype=np.float32)
         normalize = True if normalize_embeddings else None
-        flat = self._engine.embed(texts, batch_size, normalize, None, None)
+        # One flat array from the engine, viewed as [n, dim] (no copy).
+        (flat,) = self._engine.embed(texts, batch_size, normalize, None, None)
         vectors = flat.reshape(len(texts), -1)
         if truncate_dim is not None:
             vectors = vectors[:, :truncate_dim]
