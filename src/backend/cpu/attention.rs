@@ -7,9 +7,9 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::attn_products;
 use super::fastmath;
 use super::gemm::Isa;
-use super::matmul::{matmul, View};
 use crate::config::PositionEmbeddingType;
 
 /// Geometry of one attention call.
@@ -158,7 +158,7 @@ fn one_pair(
     let (h, d, lq, lk) = (s.hidden(), s.head_dim, s.seq, s.keys());
     let (b, head) = (bh / s.heads, bh % s.heads);
     let q_start = b * lq * 3 * h + head * d;
-    let q = View::rows(&qkv[q_start..], lq, d, 3 * h);
+    let q = &qkv[q_start..];
     let (k_data, v_data, kv_rs) = match kv {
         KvSource::Fused(buf) => (&buf[q_start + h..], &buf[q_start + 2 * h..], 3 * h),
         KvSource::Cache { k, v, capacity } => {
@@ -166,11 +166,11 @@ fn one_pair(
             (&k[start..], &v[start..], d)
         }
     };
-    matmul(scores, lk, q, View::transposed(k_data, d, lk, kv_rs), 1);
+    attn_products::scores(scores, q, 3 * h, k_data, kv_rs, lq, lk, d);
 
     if let Some(rel) = relative {
         for i in 0..lq {
-            let qi = &q.data[i * 3 * h..i * 3 * h + d];
+            let qi = &q[i * 3 * h..i * 3 * h + d];
             for j in 0..lk {
                 let row = s.past + i + rel.max_positions - 1 - j;
                 let e = &rel.table[row * d..(row + 1) * d];
@@ -199,13 +199,7 @@ fn one_pair(
             _ => softmax_row(row, scale, keep, visible),
         }
     }
-    matmul(
-        ctx,
-        d,
-        View::rows(scores, lq, lk, lk),
-        View::rows(v_data, lk, d, kv_rs),
-        1,
-    );
+    attn_products::context(ctx, scores, v_data, kv_rs, lq, lk, d);
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -274,7 +268,9 @@ fn softmax_row(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
         let e = fastmath::exp(*v - max);
         *v = if k != 0 { e } else { 0.0 };
     }
-    // Eight partial sums: a reduction the compiler may vectorize.
+    // Eight partial sums (a reduction the compiler may vectorize), value j always in
+    // lane j % 8, the tail too: padding keys add exact zeros to the same lanes, so a
+    // row's sum, and its probabilities, do not depend on how far its batch is padded.
     let mut lanes = [0.0f32; 8];
     let mut chunks = live.chunks_exact(8);
     for c in &mut chunks {
@@ -282,7 +278,10 @@ fn softmax_row(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
             *l += v;
         }
     }
-    let sum: f32 = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+    for (l, v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += v;
+    }
+    let sum: f32 = lanes.iter().sum::<f32>();
     let inv = 1.0 / sum;
     for v in live.iter_mut() {
         *v *= inv;

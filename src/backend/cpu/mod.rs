@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod aligned;
 pub mod attention;
+mod attn_products;
 pub mod embeddings;
 pub mod fastmath;
 pub mod gemm;

@@ -54,8 +54,7 @@ unsafe fn tile_m<const M: usize>(t: &Tile8) {
     store(t, acc);
 }
 
-/// The epilogue: C = (start + outlier part) + acc · (row scale · column scale), as the
-/// portable kernel.
+/// The epilogue: C = start + acc · (row scale · column scale), as the portable kernel.
 #[inline(always)]
 unsafe fn store<const M: usize>(t: &Tile8, acc: [[__m512i; V]; M]) {
     let col_scale: [__m512; V] = std::array::from_fn(|j| _mm512_loadu_ps(t.col_scale.add(16 * j)));
@@ -63,22 +62,11 @@ unsafe fn store<const M: usize>(t: &Tile8, acc: [[__m512i; V]; M]) {
         let row_scale = _mm512_set1_ps(*t.row_scale.add(i));
         for (j, v) in row.iter().enumerate() {
             let c = t.c.add(i * t.ldc + 16 * j);
-            let mut base = match t.start {
+            let base = match t.start {
                 Start::Zero => _mm512_setzero_ps(),
                 Start::Bias(bias) => _mm512_loadu_ps(bias.add(16 * j)),
                 Start::Load => _mm512_loadu_ps(c),
             };
-            if let Some(o) = &t.outliers {
-                // Columns past the weight's last one (a ragged last panel) stay masked.
-                let mask = lanes(o.cols.saturating_sub(16 * j));
-                for ch in 0..o.count {
-                    let kk = *o.channels.add(ch);
-                    let xv = _mm512_set1_ps(*o.x.add(i * o.k + kk));
-                    let w = _mm256_maskz_loadu_epi16(mask, o.wt.add(kk * o.n + 16 * j).cast());
-                    let w = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(w)));
-                    base = _mm512_add_ps(base, _mm512_mul_ps(xv, w));
-                }
-            }
             let scale = _mm512_mul_ps(col_scale[j], row_scale);
             let f = _mm512_mul_ps(_mm512_cvtepi32_ps(*v), scale);
             _mm512_storeu_ps(c, _mm512_add_ps(f, base));

@@ -12,8 +12,9 @@
 //!   the first k-block (the compensation), then take u · q; the epilogue converts them to
 //!   f32, scales by t s and adds the bias (or, on later k-blocks, the partial result).
 //!   |u q| <= 255 · 127 and k <= 2^16 keep the i32 sums exact.
-//! - The few outlier input channels of each call are left out of the quantization and
-//!   added exactly, in f32 with bf16 weights ([`outliers`]).
+//! - The few outlier input channels of each row are left out of its quantization and
+//!   added exactly, in f32 with bf16 weights ([`outliers`]). Every step of a row's
+//!   quantization looks at that row only: its result is the same in any batch.
 //! - The blocked driver, tasks and epilogue are the f32 GEMM's ([`super::drive`]).
 //!
 //! Non-finite activations make their row's scale NaN, so they propagate to the output as
@@ -164,10 +165,20 @@ pub struct QuantRows {
     pub scale: Vec<f32>,
     /// Each row's zero point z.
     pub zero: Vec<i32>,
-    /// The outlier channels left out (their u are z, i.e. zero), ascending.
-    pub outliers: Vec<usize>,
-    /// Scratch of the outlier search.
-    colmax: Vec<f32>,
+    /// Each row's outlier channels left out (their u are z, i.e. zero), ascending, in
+    /// slots of [`outliers::OUTLIERS`] a row, of which the first `per_row` are used.
+    outliers: Vec<usize>,
+    /// Outlier channels a row: [`outliers::OUTLIERS`], or 0 when k is below
+    /// [`outliers::MIN_K`].
+    per_row: usize,
+}
+
+impl QuantRows {
+    /// Row `r`'s outlier channels.
+    pub fn row_outliers(&self, r: usize) -> &[usize] {
+        let at = r * outliers::OUTLIERS;
+        &self.outliers[at..at + self.per_row]
+    }
 }
 
 impl QuantRows {
@@ -178,17 +189,25 @@ impl QuantRows {
         self.data.resize(rows * lda, 0);
         self.scale.resize(rows, 0.0);
         self.zero.resize(rows, 0);
+        let per = if k >= outliers::MIN_K {
+            outliers::OUTLIERS
+        } else {
+            0
+        };
+        self.per_row = per;
+        self.outliers.resize(rows * outliers::OUTLIERS, 0);
         let x = &x[..rows * k];
         let native = path == Path::Native && path.int8_supported();
-        outliers::select(native, x, k, &mut self.colmax, &mut self.outliers);
-        let skip = &self.outliers[..];
-        let one = |tmp: &mut Vec<f32>, ((src, dst), (scale, zero)): RowJob| {
-            let src = match skip.is_empty() {
-                true => src,
-                false => {
+        let one = |tmp: &mut Vec<f32>, (((src, dst), skip), (scale, zero)): RowJob| {
+            let src = match skip.len() {
+                0 => src,
+                _ => {
+                    let picked: &mut [usize; outliers::OUTLIERS] =
+                        skip.try_into().expect("a row has OUTLIERS channel slots");
+                    outliers::select(native, src, picked);
                     tmp.clear();
                     tmp.extend_from_slice(src);
-                    skip.iter().for_each(|&j| tmp[j] = 0.0);
+                    picked.iter().for_each(|&j| tmp[j] = 0.0);
                     &tmp[..]
                 }
             };
@@ -199,6 +218,8 @@ impl QuantRows {
                 _ => quantize_row(src, dst),
             };
         };
+        let slots = outliers::OUTLIERS;
+        let skips = &mut self.outliers[..];
         let meta = self.scale.iter_mut().zip(self.zero.iter_mut());
         if k == 0 {
             meta.for_each(|(s, z)| (*s, *z) = (0.0, 0));
@@ -206,6 +227,7 @@ impl QuantRows {
             let meta = self.scale.par_iter_mut().zip(self.zero.par_iter_mut());
             x.par_chunks_exact(k)
                 .zip(self.data.par_chunks_exact_mut(lda))
+                .zip(skips.par_chunks_exact_mut(slots).map(|s| &mut s[..per]))
                 .zip(meta)
                 .with_min_len(CONVERT_ROWS)
                 .for_each_init(Vec::new, one);
@@ -213,6 +235,7 @@ impl QuantRows {
             let mut tmp = Vec::new();
             x.chunks_exact(k)
                 .zip(self.data.chunks_exact_mut(lda))
+                .zip(skips.chunks_exact_mut(slots).map(|s| &mut s[..per]))
                 .zip(meta)
                 .for_each(|item| one(&mut tmp, item));
         }
@@ -232,8 +255,11 @@ fn row_params(lo: f32, hi: f32) -> Option<(f32, f32, f32)> {
     Some((scale, inv, zero))
 }
 
-/// One row to quantize: (x row, u8 row), (its step, its zero point).
-type RowJob<'a> = ((&'a [f32], &'a mut [u8]), (&'a mut f32, &'a mut i32));
+/// One row to quantize: ((x row, u8 row), its outlier slots), (its step, its zero point).
+type RowJob<'a> = (
+    ((&'a [f32], &'a mut [u8]), &'a mut [usize]),
+    (&'a mut f32, &'a mut i32),
+);
 
 /// Quantizes one row into `dst` (its tail past the row is zeroed); returns (t, z).
 /// u = round_ties_even(x * (1 / t) + z) clamped to [0, 255], as the AVX-512 version.
@@ -305,12 +331,31 @@ pub fn linear_int8_with(
     let lda = k.next_multiple_of(4);
     with_scratch(&SCRATCH, |q| {
         q.quantize(path, x, rows, k, lda);
+        // The outlier channels' exact part first (bias included), row by row; the
+        // product then adds to it.
+        let preset = q.per_row > 0;
+        if preset {
+            assert!(
+                out.len() >= rows * w.n(),
+                "linear: out shorter than rows * n"
+            );
+            let native = path == Path::Native;
+            let part = outliers::Part {
+                x,
+                k,
+                channels: &q.outliers,
+                per_row: q.per_row,
+                wt: &w.wt,
+                n: w.n(),
+            };
+            part.start(native, threads, rows, bias, out);
+        }
         let kern = Int8Kernel {
             path,
             a: q,
             lda,
             w,
-            x,
+            preset,
         };
         drive(&kern, threads, rows, bias, act, out);
     });
@@ -337,26 +382,6 @@ struct Tile8 {
     rows: usize,
     start: Start,
     first: bool,
-    /// On the first k-block, the outlier channels' exact part, added to the start.
-    outliers: Option<OutlierPart>,
-}
-
-/// The outlier channels' part of a tile: for tile row i and column j < `cols`,
-/// sum over c < `count` of x[i * k + channel c] · wt[channel c * n + j] (w in bf16),
-/// accumulated channel by channel onto the tile's start (bias or zero), in f32.
-///
-/// `x` is valid for reads of a tile's rows of k values, `channels` for `count` values
-/// (each < k), `wt` (already offset to the tile's first column) for reads of
-/// `wt[c * n + j]` (c < k, j < cols).
-#[derive(Clone, Copy)]
-struct OutlierPart {
-    x: *const f32,
-    k: usize,
-    channels: *const usize,
-    count: usize,
-    wt: *const u16,
-    n: usize,
-    cols: usize,
 }
 
 struct Int8Kernel<'a> {
@@ -364,8 +389,8 @@ struct Int8Kernel<'a> {
     a: &'a QuantRows,
     lda: usize,
     w: &'a PackedInt8,
-    /// The f32 activations (for the outlier channels).
-    x: &'a [f32],
+    /// Whether the output already holds the bias and the outlier channels' part.
+    preset: bool,
 }
 
 impl Kernel for Int8Kernel<'_> {
@@ -391,19 +416,11 @@ impl Kernel for Int8Kernel<'_> {
     fn isa(&self) -> Isa {
         self.path.epilogue_isa()
     }
+    fn accumulates(&self) -> bool {
+        self.preset
+    }
     unsafe fn tile(&self, job: &Job) {
         let col0 = job.panel * NR;
-        let (n, k) = (self.w.n(), self.w.k());
-        let channels = &self.a.outliers;
-        let outliers = (job.k0 == 0 && !channels.is_empty()).then(|| OutlierPart {
-            x: self.x[job.row * k..].as_ptr(),
-            k,
-            channels: channels.as_ptr(),
-            count: channels.len(),
-            wt: self.w.wt[col0..].as_ptr(),
-            n,
-            cols: NR.min(n - col0),
-        });
         let t = Tile8 {
             a: self.a.data[job.row * self.lda + job.k0..].as_ptr(),
             lda: self.lda,
@@ -419,7 +436,6 @@ impl Kernel for Int8Kernel<'_> {
             rows: job.rows,
             start: job.start,
             first: job.k0 == 0,
-            outliers,
         };
         match self.path {
             // SAFETY: the path is supported (checked in `linear_int8_with`); rows and quads

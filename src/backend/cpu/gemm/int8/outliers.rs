@@ -1,71 +1,199 @@
 //! Outlier input channels. BERT's hidden states carry a few channels, the same ones for
 //! every token, far larger than the rest (all-MiniLM-L6-v2's LayerNorm outputs reach 30
 //! where most values stay below 1); in a per-row int8 step they would take most of the
-//! 255 levels. Each call picks the [`OUTLIERS`] channels with the largest |x| over all its
-//! rows and quantizes the rows without them; the microkernels add their contribution in
-//! f32 to each tile's start (the bias) in the epilogue of the first k-block:
-//! out = bias + x[:, O] · w[:, O]ᵀ + the int8 product, with w kept k-major in bf16 for
-//! this.
+//! 255 levels. Each row's [`OUTLIERS`] channels of largest |x| are left out of its
+//! quantization, chosen from that row alone (so a row's result never depends on the
+//! other rows of its batch); their contribution is computed first, in f32, row by row
+//! ([`Part`], streaming the rows of w kept k-major in bf16), and the int8 product adds
+//! to it: out[r] = (bias + x[r, O_r] · w[:, O_r]ᵀ) + the int8 product.
 //!
 //! On all-MiniLM-L6-v2 (the FFN output projection in bf16, see
 //! `cpu::packed_linear::linear_dtype`) this lifts the lowest sentence-embedding cosine to
 //! float64 from 0.9974 to 0.9997, for 8 of 384 channels computed in f32.
 
-/// Channels taken out of each product's quantization.
+/// Channels taken out of each row's quantization.
 pub const OUTLIERS: usize = 8;
 
 /// Products with fewer input channels quantize them all.
 pub const MIN_K: usize = 64;
 
-/// The [`OUTLIERS`] channels of `x` ([rows, k]) with the largest max |x| over the rows,
-/// ascending, into `channels`; none when k < [`MIN_K`]. `colmax` is scratch.
-/// `native`: with AVX-512 (the caller has checked the native int8 path is supported).
-pub fn select(native: bool, x: &[f32], k: usize, colmax: &mut Vec<f32>, channels: &mut Vec<usize>) {
-    channels.clear();
-    if k < MIN_K {
-        return;
-    }
-    colmax.clear();
-    colmax.resize(k, 0.0);
+/// The [`OUTLIERS`] channels of `row` with the largest |x|, ascending, into `channels`
+/// (ties to the lower index; a NaN never wins, which only changes which channels are
+/// picked). `row` has at least [`MIN_K`] values. `native`: with AVX-512 (the caller has
+/// checked the native int8 path is supported).
+pub fn select(native: bool, row: &[f32], channels: &mut [usize; OUTLIERS]) {
     match native {
         // SAFETY: the caller checked the native int8 path, so AVX-512F is supported.
         #[cfg(target_arch = "x86_64")]
-        true => unsafe { column_maxima_avx512(x, colmax) },
-        _ => column_maxima(x, colmax),
+        true => unsafe { select_avx512(row, channels) },
+        _ => select_body(row, channels),
     }
-    // One pass keeping the largest so far, by value then by lower index (every value is
-    // >= 0, so all OUTLIERS slots fill).
+}
+
+/// [`select_body`]'s choice with AVX-512: the 8th largest of 32 lane maxima (lane l's
+/// over x[l], x[32 + l], ... and over x[16 + l], x[48 + l], ...: 32 distinct values)
+/// bounds the 8th largest |x| from below, so only the values that reach it (found 16 at a time by one comparison)
+/// go through the value-by-value pass, in index order: the same channels.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `row` has at least 16 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn select_avx512(row: &[f32], channels: &mut [usize; OUTLIERS]) {
+    use std::arch::x86_64::*;
+    let len = row.len();
+    let sign = _mm512_set1_epi32(0x7fff_ffff);
+    // |x| of the block at i (zeros past the row). Written out rather than as closures,
+    // which would not inherit this function's target features.
+    macro_rules! block {
+        ($i:expr) => {{
+            let left = len - $i;
+            let mask: __mmask16 = if left >= 16 {
+                0xffff
+            } else {
+                (1u16 << left) - 1
+            };
+            let v = _mm512_maskz_loadu_ps(mask, row.as_ptr().add($i));
+            (
+                mask,
+                _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), sign)),
+            )
+        }};
+    }
+    // Lane maxima over the even blocks and over the odd ones: 32 distinct values (16
+    // when the row has one block). max_ps returns its second operand when either is
+    // NaN: a NaN never wins.
+    let mut most = [_mm512_setzero_ps(); 2];
+    for (b, i) in (0..len).step_by(16).enumerate() {
+        let (_, v) = block!(i);
+        most[b % 2] = _mm512_max_ps(v, most[b % 2]);
+    }
+    let mut lanes = [0.0f32; 32];
+    _mm512_storeu_ps(lanes.as_mut_ptr(), most[0]);
+    _mm512_storeu_ps(lanes.as_mut_ptr().add(16), most[1]);
+    let lanes = &mut lanes[..if len > 16 { 32 } else { 16 }];
+    let (_, &mut eighth, _) = lanes.select_nth_unstable_by(OUTLIERS - 1, |a, b| b.total_cmp(a));
+    let floor = _mm512_set1_ps(eighth);
     let mut top = [(-1.0f32, 0usize); OUTLIERS];
-    for (j, &m) in colmax.iter().enumerate() {
-        if m > top[OUTLIERS - 1].0 {
-            let at = top.iter().position(|t| m > t.0).unwrap_or(OUTLIERS - 1);
-            top.copy_within(at..OUTLIERS - 1, at + 1);
-            top[at] = (m, j);
+    for i in (0..len).step_by(16) {
+        let (mask, v) = block!(i);
+        let mut hits = u32::from(_mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(mask, v, floor));
+        while hits != 0 {
+            let j = i + hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            keep(&mut top, row[j].abs(), j);
         }
     }
-    channels.extend(top.iter().map(|t| t.1));
+    finish(&top, channels);
+}
+
+/// The value-by-value choice: one pass keeping the largest so far, by value then by
+/// lower index (every |x| >= 0, so all slots fill; a NaN never compares larger).
+#[inline(always)]
+fn select_body(row: &[f32], channels: &mut [usize; OUTLIERS]) {
+    let mut top = [(-1.0f32, 0usize); OUTLIERS];
+    for (j, &v) in row.iter().enumerate() {
+        keep(&mut top, v.abs(), j);
+    }
+    finish(&top, channels);
+}
+
+/// Puts (m, j) into the descending `top` if m beats its last.
+#[inline(always)]
+fn keep(top: &mut [(f32, usize); OUTLIERS], m: f32, j: usize) {
+    if m > top[OUTLIERS - 1].0 {
+        let at = top.iter().position(|t| m > t.0).unwrap_or(OUTLIERS - 1);
+        top.copy_within(at..OUTLIERS - 1, at + 1);
+        top[at] = (m, j);
+    }
+}
+
+/// The chosen channels, ascending.
+fn finish(top: &[(f32, usize); OUTLIERS], channels: &mut [usize; OUTLIERS]) {
+    for (c, t) in channels.iter_mut().zip(top) {
+        *c = t.1;
+    }
     channels.sort_unstable();
 }
 
-/// [`column_maxima`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn column_maxima_avx512(x: &[f32], colmax: &mut [f32]) {
-    column_maxima(x, colmax);
+/// The outlier channels' exact part of a product, the start its int8 part adds to:
+/// out[r, j] = bias[j] + sum over row r's channels c (ascending) of x[r, c] · wt[c, j],
+/// in f32 with the weight in bf16, accumulated channel by channel.
+pub struct Part<'a> {
+    /// The activations, rows of `k`.
+    pub x: &'a [f32],
+    /// Input features.
+    pub k: usize,
+    /// Each row's channels, in slots of [`OUTLIERS`]; the first `per_row` are used.
+    pub channels: &'a [usize],
+    /// Channels used a row.
+    pub per_row: usize,
+    /// The weight k-major ([k, n]) in bf16.
+    pub wt: &'a [u16],
+    /// Output columns.
+    pub n: usize,
 }
 
-/// colmax[j] = max(colmax[j], max |x[r, j]|) over the rows of `x` (rows of colmax.len()
-/// values). A plain comparison instead of f32::max (whose NaN rule keeps the loop from
-/// vectorizing); a NaN never wins, which only changes which channels are picked.
-#[inline(always)]
-fn column_maxima(x: &[f32], colmax: &mut [f32]) {
-    for row in x.chunks_exact(colmax.len()) {
-        for (m, v) in colmax.iter_mut().zip(row) {
-            let a = v.abs();
-            *m = if a > *m { a } else { *m };
+/// Rows below which the part runs on the calling thread.
+const SERIAL_ROWS: usize = 16;
+
+impl Part<'_> {
+    /// Writes every row's part into `out` ([rows, n]), over `threads` threads.
+    /// `native`: with AVX-512 (the caller has checked the native int8 path).
+    ///
+    /// Panics if the slices are shorter than the shapes imply (a plan bug).
+    pub fn start(
+        &self,
+        native: bool,
+        threads: usize,
+        rows: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        use rayon::prelude::*;
+        let n = self.n;
+        assert!(self.wt.len() >= self.k * n && self.x.len() >= rows * self.k);
+        assert!(self.channels.len() >= rows * OUTLIERS && out.len() >= rows * n);
+        let one = |(r, row): (usize, &mut [f32])| match native {
+            // SAFETY: the caller checked the native int8 path, so AVX-512F is supported.
+            #[cfg(target_arch = "x86_64")]
+            true => unsafe { self.row_avx512(r, row, bias) },
+            _ => self.row(r, row, bias),
+        };
+        let out = &mut out[..rows * n];
+        if threads > 1 && rows >= SERIAL_ROWS {
+            out.par_chunks_exact_mut(n)
+                .enumerate()
+                .with_min_len(SERIAL_ROWS / 2)
+                .for_each(one);
+        } else {
+            out.chunks_exact_mut(n).enumerate().for_each(one);
+        }
+    }
+
+    /// [`Part::row`] compiled for AVX-512.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn row_avx512(&self, r: usize, out: &mut [f32], bias: Option<&[f32]>) {
+        self.row(r, out, bias);
+    }
+
+    #[inline(always)]
+    fn row(&self, r: usize, out: &mut [f32], bias: Option<&[f32]>) {
+        let n = self.n;
+        match bias {
+            Some(b) => out.copy_from_slice(&b[..n]),
+            None => out.fill(0.0),
+        }
+        let x = &self.x[r * self.k..(r + 1) * self.k];
+        for &c in &self.channels[r * OUTLIERS..][..self.per_row] {
+            let xv = x[c];
+            for (o, &w) in out.iter_mut().zip(&self.wt[c * n..(c + 1) * n]) {
+                *o += xv * f32::from_bits(u32::from(w) << 16);
+            }
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Portable int8 microkernel: the same integer sums as `vpdpbusd` (exact in i32) and the
 //! same f32 epilogue as the AVX-512 kernel, so both paths give identical results.
 
-use super::super::bf16::from_bf16;
 use super::{Start, Tile8, NR};
 
 /// Rows of the tile.
@@ -39,17 +38,11 @@ pub unsafe fn tile(t: &Tile8) {
         let c = std::slice::from_raw_parts_mut(t.c.add(i * t.ldc), NR);
         let row_scale = *t.row_scale.add(i);
         for (j, (out, &v)) in c.iter_mut().zip(row).enumerate() {
-            let mut base = match t.start {
+            let base = match t.start {
                 Start::Zero => 0.0,
                 Start::Bias(bias) => *bias.add(j),
                 Start::Load => *out,
             };
-            if let Some(o) = t.outliers.filter(|o| j < o.cols) {
-                for ch in 0..o.count {
-                    let kk = *o.channels.add(ch);
-                    base += *o.x.add(i * o.k + kk) * from_bf16(*o.wt.add(kk * o.n + j));
-                }
-            }
             *out = v as f32 * (col_scale[j] * row_scale) + base;
         }
     }

@@ -19,21 +19,22 @@ fn paths() -> Vec<Path> {
 }
 
 /// x dequantized from its per-row quantization (outlier channels exact), each row's
-/// step t and the outlier channels.
-fn dequantized_rows(x: &[f32], rows: usize, k: usize) -> (Vec<f32>, Vec<f32>, Vec<usize>) {
+/// step t and each row's outlier channels.
+fn dequantized_rows(x: &[f32], rows: usize, k: usize) -> (Vec<f32>, Vec<f32>, Vec<Vec<usize>>) {
     let lda = k.next_multiple_of(4);
     let mut q = QuantRows::default();
     q.quantize(Path::Portable, x, rows, k, lda);
     let xq = (0..rows * k)
         .map(|i| {
             let (r, kk) = (i / k.max(1), i % k.max(1));
-            match q.outliers.contains(&kk) {
+            match q.row_outliers(r).contains(&kk) {
                 true => x[i],
                 false => q.scale[r] * (i32::from(q.data[r * lda + kk]) - q.zero[r]) as f32,
             }
         })
         .collect();
-    (xq, q.scale, q.outliers)
+    let outliers = (0..rows).map(|r| q.row_outliers(r).to_vec()).collect();
+    (xq, q.scale, outliers)
 }
 
 #[test]
@@ -55,22 +56,23 @@ fn matches_references_over_awkward_shapes() {
         }
         let packed = PackedInt8::pack(&w, n, k).expect("sizes match");
         let (xq, step, outliers) = dequantized_rows(&x, rows, k);
-        assert_eq!(outliers.len(), if k >= 64 { 8 } else { 0 });
-        let wq: Vec<f32> = (0..n * k)
-            .map(|i| match outliers.contains(&(i % k)) {
-                true => packed.outlier_weight(i / k, i % k),
-                false => packed.dequantized(i / k, i % k),
+        assert!(outliers
+            .iter()
+            .all(|o| o.len() == if k >= 64 { 8 } else { 0 }));
+        // Each row's dequantized weights: bf16 on its own outlier channels.
+        let wq: Vec<Vec<f32>> = outliers
+            .iter()
+            .map(|o| {
+                (0..n * k)
+                    .map(|i| match o.contains(&(i % k)) {
+                        true => packed.outlier_weight(i / k, i % k),
+                        false => packed.dequantized(i / k, i % k),
+                    })
+                    .collect()
             })
             .collect();
-        let ops = Operands {
-            x: &x,
-            w: &w,
-            xq: &xq,
-            wq: &wq,
-            bias: (variant % 4 != 1).then_some(&b[..]),
-            act: ACTS[variant % ACTS.len()],
-            shape: (rows, k, n),
-        };
+        let bias = (variant % 4 != 1).then_some(&b[..]);
+        let act = ACTS[variant % ACTS.len()];
         let quant: Vec<f64> = (0..rows * n)
             .map(|i| {
                 let (r, c) = (i / n, i % n);
@@ -79,7 +81,7 @@ fn matches_references_over_awkward_shapes() {
                 let t = f64::from(step[r]);
                 let per_k = |kk: usize| {
                     let (xv, wv) = (f64::from(xq[r * k + kk]), f64::from(wrow[kk]));
-                    match outliers.contains(&kk) {
+                    match outliers[r].contains(&kk) {
                         true => 2f64.powi(-8) * (xv * wv).abs(),
                         false => t / 2.0 * wv.abs() + s / 2.0 * xv.abs(),
                     }
@@ -91,11 +93,28 @@ fn matches_references_over_awkward_shapes() {
         for path in paths() {
             for threads in [1, 4] {
                 let mut out = vec![f32::NAN; rows * n + 3];
-                linear_int8_with(
-                    path, threads, &x, rows, &packed, ops.bias, ops.act, &mut out,
+                linear_int8_with(path, threads, &x, rows, &packed, bias, act, &mut out);
+                let label = format!("int8 {path:?} threads {threads} shape {:?}", (rows, k, n));
+                assert!(
+                    out[rows * n..].iter().all(|v| v.is_nan()),
+                    "{label}: wrote past rows * n"
                 );
-                let label = format!("int8 {path:?} threads {threads} shape {:?}", ops.shape);
-                worst = worst.max(check(&label, &out, &ops, &quant));
+                // Row by row, each against its own dequantized weights.
+                for r in 0..rows {
+                    let ops = Operands {
+                        x: &x[r * k..(r + 1) * k],
+                        w: &w,
+                        xq: &xq[r * k..(r + 1) * k],
+                        wq: &wq[r],
+                        bias,
+                        act,
+                        shape: (1, k, n),
+                    };
+                    let mut row = out[r * n..(r + 1) * n].to_vec();
+                    row.push(f32::NAN);
+                    let label = format!("{label} row {r}");
+                    worst = worst.max(check(&label, &row, &ops, &quant[r * n..(r + 1) * n]));
+                }
                 match &first {
                     None => first = Some(out),
                     Some(f) => assert!(
@@ -147,4 +166,31 @@ fn pack_rejects_wrong_sizes_and_overlong_k() {
     let p = PackedInt8::pack(&[0.0; 8], 2, 4).expect("sizes match");
     assert_eq!((p.n(), p.k()), (2, 4));
     assert_eq!(p.dequantized(1, 3), 0.0);
+}
+
+#[test]
+fn both_outlier_searches_pick_the_same_channels() {
+    let (x, _, _) = operands(40, 200, 1);
+    for (r, row) in x.chunks_exact(200).enumerate() {
+        let mut row = row.to_vec();
+        // Ties (equal |x| on both signs), a NaN and an infinity in some rows.
+        if r % 3 == 0 {
+            row[7] = 5.0;
+            row[150] = -5.0;
+            row[199] = 5.0;
+        }
+        if r % 4 == 1 {
+            row[3] = f32::NAN;
+            row[64] = f32::INFINITY;
+        }
+        let (mut native, mut body) = ([0; outliers::OUTLIERS], [0; outliers::OUTLIERS]);
+        outliers::select(Path::Native.int8_supported(), &row, &mut native);
+        outliers::select(false, &row, &mut body);
+        assert_eq!(native, body, "row {r}");
+        let mut by_size: Vec<usize> = (0..row.len()).filter(|&j| !row[j].is_nan()).collect();
+        by_size.sort_by(|&a, &b| row[b].abs().total_cmp(&row[a].abs()).then(a.cmp(&b)));
+        let mut want = by_size[..outliers::OUTLIERS].to_vec();
+        want.sort_unstable();
+        assert_eq!(body.to_vec(), want, "row {r}");
+    }
 }

@@ -1,0 +1,298 @@
+//! The two products of one (sequence, head) attention pair, written so that every
+//! output is the same sum in the same order whatever the pair's lengths are:
+//! - scores: s[i, j] = q_i · k_j, summed over the head's d values in order;
+//! - context: c[i, :] = sum over keys j in order of p[i, j] v_j.
+//!
+//! So a sequence's attention does not depend on how far its batch pads it (a padding key
+//! only adds p = 0 terms, exact zeros, at the end of each sum) nor on how many queries
+//! run beside it. Both vectorize across 16 lanes that hold independent outputs (16 keys
+//! for the scores, 16 of the d values for the context), never across a sum.
+
+use std::cell::RefCell;
+
+use super::gemm::Isa;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// Lanes: outputs computed side by side.
+const L: usize = 16;
+
+thread_local! {
+    /// Kᵀ ([d, keys rounded up to L]) or V ([keys, d rounded up to L]), zero padded.
+    static PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// scores[i * lk + j] = q[i * q_rs..][..d] · k[j * k_rs..][..d] for i < lq, j < lk.
+#[allow(clippy::too_many_arguments)]
+pub fn scores(
+    scores: &mut [f32],
+    q: &[f32],
+    q_rs: usize,
+    k: &[f32],
+    k_rs: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+) {
+    scores_with(Isa::detect(), scores, q, q_rs, k, k_rs, lq, lk, d);
+}
+
+/// [`scores`] with `isa`'s instructions (one this CPU lacks: the best it has); every
+/// instruction set gives the same bits.
+#[allow(clippy::too_many_arguments)]
+fn scores_with(
+    isa: Isa,
+    scores: &mut [f32],
+    q: &[f32],
+    q_rs: usize,
+    k: &[f32],
+    k_rs: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+) {
+    assert!(
+        scores.len() >= lq * lk,
+        "attention scores: short destination"
+    );
+    assert!(
+        lq == 0 || (lq - 1) * q_rs + d <= q.len(),
+        "attention: short q"
+    );
+    assert!(
+        lk == 0 || (lk - 1) * k_rs + d <= k.len(),
+        "attention: short k"
+    );
+    PACKED.with(|cell| {
+        let kt = &mut *cell.borrow_mut();
+        let width = lk.next_multiple_of(L);
+        kt.clear();
+        kt.resize(d * width, 0.0);
+        for j in 0..lk {
+            for dd in 0..d {
+                kt[dd * width + j] = k[j * k_rs + dd];
+            }
+        }
+        match if isa.supported() { isa } else { Isa::detect() } {
+            // SAFETY: the instruction set is supported (checked above).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::scores(scores, q, q_rs, kt, lq, lk, d) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { scores_avx2(scores, q, q_rs, kt, lq, lk, d) },
+            _ => scores_body(scores, q, q_rs, kt, lq, lk, d),
+        }
+    });
+}
+
+/// [`scores_body`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores_avx2(
+    s: &mut [f32],
+    q: &[f32],
+    q_rs: usize,
+    kt: &[f32],
+    lq: usize,
+    lk: usize,
+    d: usize,
+) {
+    scores_body(s, q, q_rs, kt, lq, lk, d);
+}
+
+/// The scores from Kᵀ packed [d, lk rounded up to L]: per query, blocks of L keys, each
+/// lane summing q[dd] k[j, dd] over dd in order (a multiply, then an add: no FMA, so
+/// every instruction set gives the same bits).
+#[inline(always)]
+fn scores_body(s: &mut [f32], q: &[f32], q_rs: usize, kt: &[f32], lq: usize, lk: usize, d: usize) {
+    let width = lk.next_multiple_of(L);
+    for i in 0..lq {
+        let qi = &q[i * q_rs..i * q_rs + d];
+        let row = &mut s[i * lk..(i + 1) * lk];
+        for j0 in (0..lk).step_by(L) {
+            let mut acc = [0.0f32; L];
+            for (dd, &qv) in qi.iter().enumerate() {
+                let kv: &[f32; L] = kt[dd * width + j0..][..L].try_into().expect("L lanes");
+                for (a, &kv) in acc.iter_mut().zip(kv) {
+                    *a += qv * kv;
+                }
+            }
+            let n = L.min(lk - j0);
+            row[j0..j0 + n].copy_from_slice(&acc[..n]);
+        }
+    }
+}
+
+/// ctx[i * d..][..d] = sum over j < lk of p[i * lk + j] v[j * v_rs..][..d], for i < lq.
+#[allow(clippy::too_many_arguments)]
+pub fn context(ctx: &mut [f32], p: &[f32], v: &[f32], v_rs: usize, lq: usize, lk: usize, d: usize) {
+    context_with(Isa::detect(), ctx, p, v, v_rs, lq, lk, d);
+}
+
+/// [`context`] with `isa`'s instructions (one this CPU lacks: the best it has); every
+/// instruction set gives the same bits.
+#[allow(clippy::too_many_arguments)]
+fn context_with(
+    isa: Isa,
+    ctx: &mut [f32],
+    p: &[f32],
+    v: &[f32],
+    v_rs: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+) {
+    assert!(ctx.len() >= lq * d, "attention context: short destination");
+    assert!(p.len() >= lq * lk, "attention: short probabilities");
+    assert!(
+        lk == 0 || (lk - 1) * v_rs + d <= v.len(),
+        "attention: short v"
+    );
+    PACKED.with(|cell| {
+        let vp = &mut *cell.borrow_mut();
+        let width = d.next_multiple_of(L);
+        vp.clear();
+        vp.resize(lk * width, 0.0);
+        for j in 0..lk {
+            vp[j * width..j * width + d].copy_from_slice(&v[j * v_rs..j * v_rs + d]);
+        }
+        match if isa.supported() { isa } else { Isa::detect() } {
+            // SAFETY: the instruction set is supported (checked above).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::context(ctx, p, vp, lq, lk, d) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { context_avx2(ctx, p, vp, lq, lk, d) },
+            _ => context_body(ctx, p, vp, lq, lk, d),
+        }
+    });
+}
+
+/// [`context_body`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn context_avx2(c: &mut [f32], p: &[f32], vp: &[f32], lq: usize, lk: usize, d: usize) {
+    context_body(c, p, vp, lq, lk, d);
+}
+
+/// The context from V packed [lk, d rounded up to L]: per query, blocks of L values,
+/// each lane summing p[j] v[j, dd] over the keys in order (multiply, then add).
+#[inline(always)]
+fn context_body(c: &mut [f32], p: &[f32], vp: &[f32], lq: usize, lk: usize, d: usize) {
+    let width = d.next_multiple_of(L);
+    for i in 0..lq {
+        let pi = &p[i * lk..(i + 1) * lk];
+        let out = &mut c[i * d..(i + 1) * d];
+        for d0 in (0..d).step_by(L) {
+            let mut acc = [0.0f32; L];
+            for (j, &pv) in pi.iter().enumerate() {
+                let vv: &[f32; L] = vp[j * width + d0..][..L].try_into().expect("L lanes");
+                for (a, &vv) in acc.iter_mut().zip(vv) {
+                    *a += pv * vv;
+                }
+            }
+            let n = L.min(d - d0);
+            out[d0..d0 + n].copy_from_slice(&acc[..n]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every instruction set this CPU has (an unsupported one runs the best supported).
+    const ISAS: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Scalar];
+
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    /// Both products against f64 sums over awkward lengths and widths, bit-identical on
+    /// every instruction set, and a row's results unchanged (bit for bit) when more keys
+    /// with p = 0 follow.
+    #[test]
+    fn match_f64_and_ignore_trailing_zero_keys() {
+        let mut seed = 1u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        for (lq, lk, d) in [
+            (1, 1, 1),
+            (3, 17, 12),
+            (5, 33, 64),
+            (2, 70, 20),
+            (17, 16, 32),
+        ] {
+            let (q_rs, k_rs) = (d + 3, 2 * d + 1);
+            let q: Vec<f32> = (0..lq * q_rs).map(|_| next()).collect();
+            let k: Vec<f32> = (0..(lk + 5) * k_rs).map(|_| next()).collect();
+            let mut s = vec![f32::NAN; lq * lk];
+            scores(&mut s, &q, q_rs, &k, k_rs, lq, lk, d);
+            for isa in ISAS {
+                let mut other = vec![f32::NAN; lq * lk];
+                scores_with(isa, &mut other, &q, q_rs, &k, k_rs, lq, lk, d);
+                assert!(
+                    same_bits(&s, &other),
+                    "scores on {isa:?} differ ({lq}x{lk}x{d})"
+                );
+            }
+            for i in 0..lq {
+                for j in 0..lk {
+                    let want: f64 = (0..d)
+                        .map(|dd| f64::from(q[i * q_rs + dd]) * f64::from(k[j * k_rs + dd]))
+                        .sum();
+                    let got = f64::from(s[i * lk + j]);
+                    assert!(
+                        (got - want).abs() <= 1e-5 * d as f64,
+                        "scores {lq}x{lk}x{d}"
+                    );
+                }
+            }
+            // Five more keys: the first lk scores of every query keep their bits.
+            let mut longer = vec![f32::NAN; lq * (lk + 5)];
+            scores(&mut longer, &q, q_rs, &k, k_rs, lq, lk + 5, d);
+            for i in 0..lq {
+                let same =
+                    (0..lk).all(|j| longer[i * (lk + 5) + j].to_bits() == s[i * lk + j].to_bits());
+                assert!(same, "scores changed with more keys ({lq}x{lk}x{d})");
+            }
+            let p: Vec<f32> = (0..lq * lk).map(|_| next().abs()).collect();
+            let mut c = vec![f32::NAN; lq * d];
+            context(&mut c, &p, &k, k_rs, lq, lk, d);
+            for isa in ISAS {
+                let mut other = vec![f32::NAN; lq * d];
+                context_with(isa, &mut other, &p, &k, k_rs, lq, lk, d);
+                assert!(
+                    same_bits(&c, &other),
+                    "context on {isa:?} differs ({lq}x{lk}x{d})"
+                );
+            }
+            for i in 0..lq {
+                for dd in 0..d {
+                    let want: f64 = (0..lk)
+                        .map(|j| f64::from(p[i * lk + j]) * f64::from(k[j * k_rs + dd]))
+                        .sum();
+                    let got = f64::from(c[i * d + dd]);
+                    assert!(
+                        (got - want).abs() <= 1e-5 * lk as f64,
+                        "context {lq}x{lk}x{d}"
+                    );
+                }
+            }
+            let mut padded = vec![0.0f32; lq * (lk + 5)];
+            for i in 0..lq {
+                padded[i * (lk + 5)..i * (lk + 5) + lk].copy_from_slice(&p[i * lk..(i + 1) * lk]);
+            }
+            let mut c2 = vec![f32::NAN; lq * d];
+            context(&mut c2, &padded, &k, k_rs, lq, lk + 5, d);
+            let same = c.iter().zip(&c2).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "context changed with zero-probability keys ({lq}x{lk}x{d})"
+            );
+        }
+    }
+}
