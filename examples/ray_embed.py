@@ -27,8 +27,9 @@ class Embedder:
 
     def __init__(self, model: Optional[str], dtype: Optional[str], column: str, threads: int,
                  batch_size: int):
-        # The engine's thread pool starts at the first call: size it to the actor's CPUs.
-        os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
+        # The engine's thread pool starts at the first call: size it to the actor's CPUs
+        # (overriding what the worker inherited from the driver's environment).
+        os.environ["RAYON_NUM_THREADS"] = str(threads)
         import bertrt
 
         self.model = bertrt.SentenceTransformer(model, dtype=dtype)

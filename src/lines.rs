@@ -54,12 +54,7 @@ impl Answer {
         self
     }
 
-    /// The numbers of an embedding's answer (None for other tasks).
-    pub fn numbers(&self) -> Option<&[f32]> {
-        self.numbers.as_deref()
-    }
-
-    /// The numbers of an embedding's answer, without a copy.
+    /// The numbers of an embedding's answer, without a copy (None for other tasks).
     pub fn into_numbers(self) -> Option<Vec<f32>> {
         self.numbers
     }

@@ -174,8 +174,9 @@ pub struct QuantRows {
 }
 
 impl QuantRows {
-    /// Row `r`'s outlier channels.
-    pub fn row_outliers(&self, r: usize) -> &[usize] {
+    /// Row `r`'s outlier channels (for the tests).
+    #[cfg(test)]
+    pub(super) fn row_outliers(&self, r: usize) -> &[usize] {
         let at = r * outliers::OUTLIERS;
         &self.outliers[at..at + self.per_row]
     }

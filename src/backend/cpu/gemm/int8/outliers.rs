@@ -32,8 +32,9 @@ pub fn select(native: bool, row: &[f32], channels: &mut [usize; OUTLIERS]) {
 
 /// [`select_body`]'s choice with AVX-512: the 8th largest of 32 lane maxima (lane l's
 /// over x[l], x[32 + l], ... and over x[16 + l], x[48 + l], ...: 32 distinct values)
-/// bounds the 8th largest |x| from below, so only the values that reach it (found 16 at a time by one comparison)
-/// go through the value-by-value pass, in index order: the same channels.
+/// bounds the 8th largest |x| from below (lanes past a short row hold zeros, which only
+/// lower it), so only the values that reach it, found 16 at a time by one comparison, go
+/// through the value-by-value pass, in index order: the same channels.
 ///
 /// # Safety
 /// The CPU must support AVX-512F; `row` has at least 16 values.
