@@ -71,6 +71,8 @@ from pathlib import Path
 
 import numpy as np
 
+import compare_peers as peers
+
 # Config keys passed to transformers.BertConfig; bertrt's synthetic config.json
 # also carries nulls (model_type, id2label, ...) that are dropped.
 CONFIG_KEYS = (
@@ -86,6 +88,19 @@ CONFIG_KEYS = (
     "position_embedding_type",
     "pad_token_id",
 )
+
+
+# The peers beyond ORT and PyTorch: --peers name -> engine key.
+PEERS = {
+    "openvino": "openvino",
+    "openvino-bf16": "openvino_bf16",
+    "openvino-int8": "openvino_int8",
+    "ort-int8": "ort_int8",
+    "ct2": "ct2",
+    "ct2-int8": "ct2_int8",
+}
+# Versions printed with the report.
+PACKAGES = ("onnxruntime", "openvino", "nncf", "ctranslate2", "torch", "transformers", "numpy")
 
 
 # ---------------------------------------------------------------------------
@@ -350,14 +365,20 @@ def torch_runner(model, feed: dict):
 
 
 def cpu_model() -> str:
+    """The CPU's name, with its family and model where the name alone is vague."""
+    fields = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip().lower() in ("model name", "hardware", "cpu model"):
-                return value.strip()
+            fields.setdefault(key.strip().lower(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or fields.get("hardware") or fields.get("cpu model")
+    if not name:
+        return platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def versions(bertrt: Path) -> dict:
@@ -372,12 +393,11 @@ def versions(bertrt: Path) -> dict:
         "transformers": transformers.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
-    try:
-        import onnx
-
-        out["onnx"] = onnx.__version__
-    except ImportError:
-        pass
+    for name in ("onnx", "openvino", "nncf", "ctranslate2"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            pass
     try:
         out["bertrt"] = subprocess.run(
             [str(bertrt), "--version"], capture_output=True, text=True, check=True
@@ -404,26 +424,60 @@ def fmt_ratio(num, den) -> str:
     return "n/a" if num is None or den is None else f"{num / den:.2f}x"
 
 
-def print_table(label: str, config, rows: list[dict], engines: list[tuple[str, str]]) -> None:
+def forward_flops(config, batch: int, length: int) -> float:
+    """Multiply-adds (x2) of one BertModel forward: the six linears and the two attention
+    products of every layer; embeddings, softmax, LayerNorm and GELU are left out."""
+    h, i = config.hidden_size, config.intermediate_size
+    linears = 2 * batch * length * (4 * h * h + 2 * h * i)
+    attention = 2 * 2 * batch * length * length * h
+    return config.num_hidden_layers * (linears + attention)
+
+
+# Which of cpu_peak's measured peaks bounds each precision.
+PEAK_OF = {"f32": "f32_fma", "bf16": "bf16_dot", "int8": "int8_dot"}
+
+
+def print_tables(label: str, config, rows: list[dict], engines: list[tuple[str, str]],
+                 peak: dict | None) -> None:
+    """One table per precision: every engine of it, bertrt against the fastest peer, and the
+    floor (FLOPs over the measured peak of that precision's widest instruction)."""
     print()
     print(f"== {label}: {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
           f"{config.num_attention_heads} heads, intermediate {config.intermediate_size} ==")
-    ours = [(key, title) for key, title in engines if key.startswith("bertrt")]
-    has_fused = any(key == "ort_fused" for key, _ in engines)
-    head = ["shape"] + [f"{title} ms" for _, title in engines]
-    head += [f"{title}/ORT" for _, title in ours]
-    if has_fused:
-        head += [f"{title}/ORT-fused" for _, title in ours]
-    head.append("PyTorch/ORT")
-    widths = [max(8, len(h)) for h in head]
-    print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
-    for row in rows:
-        cells = [row["shape"]] + [fmt_ms(row.get(key)) for key, _ in engines]
-        cells += [fmt_ratio(row.get(key), row.get("ort")) for key, _ in ours]
-        if has_fused:
-            cells += [fmt_ratio(row.get(key), row.get("ort_fused")) for key, _ in ours]
-        cells.append(fmt_ratio(row.get("pytorch"), row.get("ort")))
-        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+    for group in ("f32", "bf16", "int8"):
+        members = [(k, t) for k, t in engines if peers.precision(k) == group]
+        ours = [(k, t) for k, t in members if k.startswith("bertrt")]
+        theirs = [k for k, _ in members if not k.startswith("bertrt")]
+        if not members:
+            continue
+        gops = (peak or {}).get(PEAK_OF[group])
+        head = ["shape", "GFLOP"] + [f"{t} ms" for _, t in members]
+        if ours and theirs:
+            head += [f"{t}/best peer" for _, t in ours]
+        head += [f"floor ms"] + [f"{t} % peak" for _, t in ours]
+        widths = [max(8, len(h)) for h in head]
+        print(f"-- {group}" + (f" (floor: {PEAK_OF[group]} peak {gops:.0f} GOP/s)" if gops else ""))
+        print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+        for row in rows:
+            cells = [row["shape"], f"{row['gflop']:.2f}"] + [fmt_ms(row.get(k)) for k, _ in members]
+            best = min((row[k] for k in theirs if row.get(k) is not None), default=None)
+            if ours and theirs:
+                cells += [fmt_ratio(row.get(k), best) for k, _ in ours]
+            floor = row["gflop"] / gops * 1e3 if gops else None
+            cells.append(fmt_ms(floor))
+            cells += ["n/a" if floor is None or row.get(k) is None else f"{100 * floor / row[k]:.0f}%"
+                      for k, _ in ours]
+            print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+
+
+def measure_peak(path: Path, threads: int) -> dict | None:
+    """cpu_peak's JSON (GOP/s per precision at `threads`), or None without the binary."""
+    if not path.is_file():
+        return None
+    proc = subprocess.run([str(path), str(threads)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -439,87 +493,131 @@ def lowest_cosine(out: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> f
 
 
 # ---------------------------------------------------------------------------
+# Setting up every engine of one model
 
 
-def compare_model(spec: str, args, shapes, engines) -> dict:
+class Setup:
+    """What the engines of one model share while they are set up and timed."""
+
+    def __init__(self, spec, args, folder, config, model, tmp: Path, result: dict):
+        self.spec, self.args, self.folder, self.config, self.model = spec, args, folder, config, model
+        self.tmp, self.result = tmp, result
+        self.acc_feed = inputs(*args.accuracy_shape, config.vocab_size)
+        self.runners: dict[str, object] = {}  # key -> (shape -> zero-argument forward)
+        self.outputs: dict[str, np.ndarray] = {}  # key -> last_hidden_state of acc_feed
+        # What the peak-RSS probes load: the checkpoint, bertrt and the prepared files.
+        self.files: dict = {"folder": str(folder), "vocab": config.vocab_size, "bertrt": str(args.bertrt)}
+
+    def feed(self, shape):
+        return inputs(*shape, self.config.vocab_size)
+
+    def add(self, key: str, make_runner) -> None:
+        """Registers `make_runner(feed) -> forward` and records its accuracy output."""
+        self.runners[key] = lambda shape: make_runner(self.feed(shape))
+        self.outputs[key] = np.asarray(make_runner(self.acc_feed)(), dtype=np.float64)
+
+    def note(self, text: str) -> None:
+        self.result["notes"].append(text)
+        print(f"[{self.spec}] note: {text}", flush=True)
+
+
+def setup_onnx_engines(s: Setup, wanted: set, shapes) -> None:
+    """ORT (plain, fused, int8) and OpenVINO (f32, bf16, int8), all from one ONNX export."""
     import torch
 
-    label, folder = resolve_model(spec, args.bertrt, args.threads)
-    print(f"\n[{spec}] {label}: {folder}", flush=True)
-    result: dict = {"label": label, "folder": str(folder), "notes": []}
-    model, config = load_bert(folder, torch.float32, "sdpa")
-    result["config"] = read_config(folder)
-    timings: dict[tuple[int, int], dict] = {s: {} for s in shapes}
-    outputs: dict[str, np.ndarray] = {}
-    acc_feed = inputs(*args.accuracy_shape, config.vocab_size)
-
-    # Every engine is set up first (sessions, models, compiled graphs kept), then timed in
-    # --rounds rounds that each time every engine at every shape, in a rotating order: a
-    # slow spell of these shared machines then lands on all engines alike, and the
-    # reported time is the median of an engine's round medians.
-    runners: dict[str, object] = {}
-    with tempfile.TemporaryDirectory(prefix="bertrt-compare-") as tmp:
-        # ONNX Runtime: export from an eager-attention copy (the pattern ORT fuses).
-        onnx_path, fused_path = Path(tmp) / "model.onnx", Path(tmp) / "model.fused.onnx"
-        print(f"[{spec}] exporting ONNX", flush=True)
-        eager, _ = load_bert(folder, torch.float32, "eager")
-        export_onnx(eager, onnx_path)
-        del eager
-        gc.collect()
-        variants = [("ort", onnx_path)]
-        if not args.no_ort_fused:
-            try:
-                result["ort_fused_ops"] = fuse_onnx(onnx_path, fused_path, config)
-                variants.append(("ort_fused", fused_path))
-                if result["ort_fused_ops"].get("Attention", 0) != config.num_hidden_layers:
-                    result["notes"].append(f"ORT-fused: fusions {result['ort_fused_ops']}")
-            except Exception as e:  # noqa: BLE001 - report and go on
-                result["notes"].append(f"ORT-fused skipped: {type(e).__name__}: {e}")
-        for key, path in variants:
-            session = ort_session(path, args.threads)
-            runners[key] = lambda shape, session=session: ort_runner(
-                session, inputs(*shape, config.vocab_size))
-            outputs[key] = np.asarray(ort_runner(session, acc_feed)(), dtype=np.float64)
-
-    # PyTorch eager (float32, default attention = sdpa).
-    runners["pytorch"] = lambda shape: torch_runner(model, inputs(*shape, config.vocab_size))
-    outputs["pytorch"] = torch_runner(model, acc_feed)().double().numpy()
-
-    if args.torch_compile:
+    onnx_path, fused_path = s.tmp / "model.onnx", s.tmp / "model.fused.onnx"
+    print(f"[{s.spec}] exporting ONNX", flush=True)
+    # An eager-attention copy: the pattern ORT's optimizer fuses.
+    eager, _ = load_bert(s.folder, torch.float32, "eager")
+    export_onnx(eager, onnx_path)
+    del eager
+    gc.collect()
+    variants = [("ort", onnx_path)]
+    if "ort_fused" in wanted:
         try:
-            compiled = torch.compile(model)
+            s.result["ort_fused_ops"] = fuse_onnx(onnx_path, fused_path, s.config)
+            variants.append(("ort_fused", fused_path))
+            if s.result["ort_fused_ops"].get("Attention", 0) != s.config.num_hidden_layers:
+                s.note(f"ORT-fused: fusions {s.result['ort_fused_ops']}")
+        except Exception as e:  # noqa: BLE001 - report and go on
+            s.note(f"ORT-fused skipped: {type(e).__name__}: {e}")
+    if "ort_int8" in wanted:
+        source, int8_path = variants[-1][1], s.tmp / "model.int8.onnx"
+        print(f"[{s.spec}] ORT int8: quantize_dynamic of {source.name}", flush=True)
+        peers.ort_int8_prepare(source, int8_path)
+        variants.append(("ort_int8", int8_path))
+        s.result["ort_int8_source"] = source.name
+    for key, path in variants:
+        s.files[key] = str(path)
+        session = ort_session(path, s.args.threads)
+        s.add(key, lambda feed, session=session: ort_runner(session, feed))
+
+    ov_keys = [k for k in ("openvino", "openvino_bf16", "openvino_int8") if k in wanted]
+    if not ov_keys:
+        return
+    print(f"[{s.spec}] OpenVINO: IR{' and NNCF int8' if 'openvino_int8' in ov_keys else ''}", flush=True)
+    s.files["openvino"] = peers.openvino_prepare(
+        onnx_path, s.tmp, s.config.vocab_size, s.args.calibration, "openvino_int8" in ov_keys)
+    for key in ov_keys:
+        xml, hint = peers.openvino_xml(key, s.files["openvino"]), peers.openvino_hint(key)
+        compiled = {shape: peers.openvino_compile(xml, shape, s.args.threads, hint)
+                    for shape in {*shapes, s.args.accuracy_shape}}
+        chosen = str(next(iter(compiled.values())).get_property("INFERENCE_PRECISION_HINT"))
+        s.result.setdefault("openvino_precision", {})[key] = chosen
+        if hint and {"f32": "'float32'", "bf16": "'bfloat16'"}[hint] not in chosen:
+            s.note(f"{key}: asked for {hint}, OpenVINO runs {chosen}")
+        s.runners[key] = lambda shape, c=compiled: peers.openvino_runner(c[shape], s.feed(shape))
+        s.outputs[key] = np.asarray(
+            peers.openvino_runner(compiled[s.args.accuracy_shape], s.acc_feed)(), dtype=np.float64)
+
+
+def setup_torch_engines(s: Setup, wanted: set, shapes) -> None:
+    """PyTorch eager (float32, sdpa attention), torch.compile, and CTranslate2 from the same weights."""
+    import torch
+
+    s.add("pytorch", lambda feed: torch_runner(s.model, feed))
+    if "torch_compile" in wanted:
+        try:
+            compiled = torch.compile(s.model)
             for shape in shapes:
-                print(f"[{spec}] torch.compile {shape[0]}x{shape[1]} (compiling)", flush=True)
-                torch_runner(compiled, inputs(*shape, config.vocab_size))()
-            runners["torch_compile"] = lambda shape: torch_runner(
-                compiled, inputs(*shape, config.vocab_size))
-            outputs["torch_compile"] = torch_runner(compiled, acc_feed)().double().numpy()
+                print(f"[{s.spec}] torch.compile {shape[0]}x{shape[1]} (compiling)", flush=True)
+                torch_runner(compiled, s.feed(shape))()
+            s.add("torch_compile", lambda feed: torch_runner(compiled, feed))
         except Exception as e:  # noqa: BLE001 - optional path
-            result["notes"].append(f"torch.compile skipped: {type(e).__name__}: {str(e)[:200]}")
-
-    # bertrt's accuracy, once per dtype.
-    for dtype in args.bertrt_dtypes:
+            s.note(f"torch.compile skipped: {type(e).__name__}: {str(e)[:200]}")
+    ct2_keys = [k for k in ("ct2", "ct2_int8") if k in wanted]
+    if ct2_keys:
+        print(f"[{s.spec}] CTranslate2: converting", flush=True)
         try:
-            outputs[bertrt_key(dtype)] = run_bertrt_raw(args.bertrt, folder, acc_feed, args.threads, dtype)
-        except Exception as e:  # noqa: BLE001 - the speed numbers still stand
-            result["notes"].append(f"bertrt {dtype} accuracy: {e}")
+            s.files["ct2"] = peers.ct2_prepare(s.model, s.tmp)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            s.note(f"CTranslate2 skipped: {type(e).__name__}: {str(e)[:200]}")
+            return
+        for key in ct2_keys:
+            encoder = peers.ct2_load(s.files["ct2"], key, s.args.threads)
+            s.add(key, lambda feed, encoder=encoder: peers.ct2_runner(encoder, feed))
 
-    rounds: dict[tuple[int, int], dict[str, list]] = {s: {} for s in shapes}
-    order = [key for key, _ in engines if key in runners or key.startswith("bertrt")]
+
+def time_rounds(s: Setup, engines, shapes) -> dict:
+    """Every engine at every shape in --rounds rotating rounds; the median of round medians."""
+    args = s.args
+    rounds: dict[tuple[int, int], dict[str, list]] = {shape: {} for shape in shapes}
+    order = [key for key, _ in engines if key in s.runners or key.startswith("bertrt")]
     for r in range(args.rounds):
         turn = order[r % len(order):] + order[:r % len(order)]
-        print(f"[{spec}] round {r + 1}/{args.rounds}: {', '.join(turn)}", flush=True)
+        print(f"[{s.spec}] round {r + 1}/{args.rounds}: {', '.join(turn)}", flush=True)
         for key in turn:
             if key.startswith("bertrt"):
                 dtype = "f32" if key == "bertrt" else key.split("_", 1)[1]
-                points = run_bertrt_bench(args.bertrt, folder, shapes, args.iters, args.threads, dtype)
+                points = run_bertrt_bench(args.bertrt, s.folder, shapes, args.iters, args.threads, dtype)
                 for shape, point in points.items():
                     if shape in rounds:
                         rounds[shape].setdefault(key, []).append(point)
                 continue
             for shape in shapes:
-                point = time_fn(runners[key](shape), args.warmup, args.iters)
+                point = time_fn(s.runners[key](shape), args.warmup, args.iters)
                 rounds[shape].setdefault(key, []).append(point)
+    timings: dict[tuple[int, int], dict] = {shape: {} for shape in shapes}
     for shape in shapes:
         for key, points in rounds[shape].items():
             timings[shape][key] = {
@@ -527,13 +625,65 @@ def compare_model(spec: str, args, shapes, engines) -> dict:
                 "p90_ms": float(np.median([p["p90_ms"] for p in points])),
                 "round_medians_ms": [p["median_ms"] for p in points],
             }
-    del runners, model
+    return timings
+
+
+def peak_rss(s: Setup, keys: list[str], shape) -> dict:
+    """Each engine alone in a fresh process: set up, one forward of `shape`, peak RSS (MiB)."""
+    out = {}
+    script = Path(__file__).resolve().parent / "compare_peers.py"
+    for key in ["python", *keys]:
+        if key == "torch_compile":
+            continue
+        cmd = [sys.executable, str(script), "probe", "--engine", key, "--shape", f"{shape[0]}x{shape[1]}",
+               "--threads", str(s.args.threads), "--spec", json.dumps(s.files)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            s.note(f"peak RSS of {key}: probe failed: {proc.stderr.strip()[-300:]}")
+            continue
+        out[key] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+    return out
+
+
+def compare_model(spec: str, args, shapes, engines) -> dict:
+    import torch
+
+    label, folder = resolve_model(spec, args.bertrt, args.threads)
+    print(f"\n[{spec}] {label}: {folder}", flush=True)
+    result: dict = {"label": label, "folder": str(folder), "notes": [], "shapes": [f"{b}x{l}" for b, l in shapes]}
+    model, config = load_bert(folder, torch.float32, "sdpa")
+    result["config"] = read_config(folder)
+    wanted = {key for key, _ in engines}
+    with tempfile.TemporaryDirectory(prefix="bertrt-compare-") as tmp:
+        s = Setup(spec, args, folder, config, model, Path(tmp), result)
+        # Every engine is set up first (sessions, models, compiled graphs kept), then timed
+        # in --rounds rounds that each time every engine at every shape, in a rotating
+        # order: a slow spell of these shared machines then lands on all engines alike.
+        setup_onnx_engines(s, wanted, shapes)
+        setup_torch_engines(s, wanted, shapes)
+        for dtype in args.bertrt_dtypes:
+            try:
+                s.outputs[bertrt_key(dtype)] = run_bertrt_raw(args.bertrt, folder, s.acc_feed,
+                                                              args.threads, dtype)
+            except Exception as e:  # noqa: BLE001 - the speed numbers still stand
+                s.note(f"bertrt {dtype} accuracy: {e}")
+        timings = time_rounds(s, engines, shapes)
+        s.runners.clear()
+        gc.collect()
+        if not args.no_rss:
+            largest = max(shapes, key=lambda bl: (bl[0] * bl[1], bl[1]))
+            print(f"[{spec}] peak RSS probes at {largest[0]}x{largest[1]}", flush=True)
+            result["peak_rss_shape"] = f"{largest[0]}x{largest[1]}"
+            result["peak_rss_mib"] = peak_rss(s, [k for k, _ in engines], largest)
+        outputs = s.outputs
+    del s, model
     gc.collect()
     if args.torch_compile:
         torch._dynamo.reset()
 
     # float64 reference.
     print(f"[{spec}] float64 reference", flush=True)
+    acc_feed = inputs(*args.accuracy_shape, config.vocab_size)
     ref_model, _ = load_bert(folder, torch.float64, "eager")
     reference = torch_runner(ref_model, acc_feed)().numpy()
     del ref_model
@@ -541,7 +691,8 @@ def compare_model(spec: str, args, shapes, engines) -> dict:
 
     rows = []
     for shape in shapes:
-        row = {"shape": f"{shape[0]}x{shape[1]}", "batch": shape[0], "len": shape[1]}
+        row = {"shape": f"{shape[0]}x{shape[1]}", "batch": shape[0], "len": shape[1],
+               "gflop": forward_flops(config, *shape) / 1e9}
         for key, _ in engines:
             point = timings[shape].get(key)
             row[key] = point["median_ms"] if point else None
@@ -575,10 +726,19 @@ def main() -> int:
                         help="timing rounds, each over every engine and shape (median of rounds)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs for the Python engines")
     parser.add_argument("--bertrt", type=Path, default=Path("target/release/bertrt"))
-    parser.add_argument("--bertrt-dtypes", default="f32",
+    parser.add_argument("--bertrt-dtypes", default="f32,bf16,int8",
                         help="bertrt's CPU dtypes to run, comma-separated: f32, bf16, int8")
+    parser.add_argument("--peers", default=",".join(PEERS),
+                        help=f"peers beyond ORT and PyTorch, comma-separated from {','.join(PEERS)}, or none")
+    parser.add_argument("--calibration", type=int, default=32,
+                        help="NNCF calibration inputs for OpenVINO-int8 (seeded random ids, 128 tokens)")
     parser.add_argument("--models", default="minilm,bert-base")
-    parser.add_argument("--shapes", default="1x128,8x128,32x128")
+    parser.add_argument("--shapes", default="1x128,8x128,32x128,1x512",
+                        help="shapes for every model but bert-base")
+    parser.add_argument("--bert-base-shapes", default="1x128,8x128")
+    parser.add_argument("--peak", type=Path, default=Path("target/release/examples/cpu_peak"),
+                        help="the cpu_peak example (the floors); missing: no floors")
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS probes")
     parser.add_argument("--accuracy-shape", default="2x128")
     parser.add_argument("--no-ort-fused", action="store_true",
                         help="skip the onnxruntime.transformers-optimized ORT column")
@@ -588,6 +748,10 @@ def main() -> int:
     if args.threads < 1 or args.iters < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--threads, --iters and --rounds must be >= 1, --warmup >= 0")
     shapes = parse_shapes(args.shapes)
+    base_shapes = parse_shapes(args.bert_base_shapes)
+    chosen = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
+    if any(p not in PEERS for p in chosen):
+        parser.error(f"--peers: expected some of {','.join(PEERS)} or none, got {args.peers}")
     args.bertrt_dtypes = [d.strip() for d in args.bertrt_dtypes.split(",") if d.strip()]
     bad = [d for d in args.bertrt_dtypes if d not in ("f32", "bf16", "int8")]
     if bad or not args.bertrt_dtypes:
@@ -615,6 +779,8 @@ def main() -> int:
     engines.append(("pytorch", "PyTorch"))
     if args.torch_compile:
         engines.append(("torch_compile", "compile"))
+    engines += [(PEERS[p], p.replace("openvino", "OpenVINO").replace("ort", "ORT").replace("ct2", "CT2"))
+                for p in PEERS if p in chosen]
 
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -622,6 +788,7 @@ def main() -> int:
         cpus = os.cpu_count() or 0
     machine = {
         "cpu": cpu_model(),
+        "peak_gops": measure_peak(args.peak, args.threads),
         "cpus": cpus,
         "threads": args.threads,
         "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -633,7 +800,6 @@ def main() -> int:
         "iters": args.iters,
         "rounds": args.rounds,
         "warmup": args.warmup,
-        "shapes": [f"{b}x{l}" for b, l in shapes],
         "models": {},
     }
     started = time.time()
@@ -644,7 +810,8 @@ def main() -> int:
         args.bertrt = Path(bin_dir) / "bertrt"
         shutil.copy2(original, args.bertrt)
         for spec in [m.strip() for m in args.models.split(",") if m.strip()]:
-            report["models"][spec] = compare_model(spec, args, shapes, engines)
+            report["models"][spec] = compare_model(
+                spec, args, base_shapes if spec == "bert-base" else shapes, engines)
     args.bertrt = original
     report["elapsed_s"] = time.time() - started
     report["bertrt_binary_changed"] = original.stat().st_mtime != binary_mtime
@@ -660,8 +827,12 @@ def main() -> int:
              if machine["loadavg_start"] else ""))
     print(f"versions: {v.get('bertrt', '?')}"
           + (f" (tree {v['repo_commit']})" if "repo_commit" in v else "")
-          + f", onnxruntime {v['onnxruntime']}, torch {v['torch']}, transformers {v['transformers']}, "
-          f"numpy {v['numpy']}, python {v['python']}")
+          + ", " + ", ".join(f"{k} {v[k]}" for k in PACKAGES if k in v)
+          + f", python {v['python']}")
+    peak = machine["peak_gops"]
+    if peak:
+        print("measured peaks (cpu_peak, all threads, GOP/s): "
+              + ", ".join(f"{k} {v:.0f}" for k, v in peak.items() if k != "threads" and v))
     print(f"timing: {args.rounds} interleaved round{'s' if args.rounds != 1 else ''}, each the median of "
           f"{args.iters} wall-clock runs (Python engines after {args.warmup} warm-up "
           f"run{'s' if args.warmup != 1 else ''}, bertrt after its one); the median round is shown; "
@@ -674,7 +845,7 @@ def main() -> int:
               "other work shared the CPUs, so the timings are unreliable (PyTorch's OpenMP threads suffer most)")
     for spec, res in report["models"].items():
         config = transformers.BertConfig(**res["config"])
-        print_table(res["label"], config, res["timings"], engines)
+        print_tables(res["label"], config, res["timings"], engines, peak)
         acc = res["accuracy"]
         b, l = acc["shape"]
         print(f"accuracy vs float64 transformers, {b}x{l}: last_hidden_state max |diff| "
@@ -684,6 +855,11 @@ def main() -> int:
             value, cos = acc.get(key), cosines.get(key)
             print(f"  {title:<12} {'n/a' if value is None else f'{value:.3e}':>10}  "
                   f"{'n/a' if cos is None else f'{cos:.6f}'}")
+        if res.get("peak_rss_mib"):
+            rss = res["peak_rss_mib"]
+            print(f"peak RSS at {res['peak_rss_shape']}, each engine alone in a fresh process (MiB; "
+                  f"a bare Python with numpy: {rss.get('python', float('nan')):.0f}):")
+            print("  " + ", ".join(f"{title} {rss[key]:.0f}" for key, title in engines if key in rss))
         for note in res["notes"]:
             print(f"  note: {note}")
     if args.json:

@@ -1,7 +1,11 @@
 //! Multi-head self-attention on the CPU, one (sequence, head) pair per task:
 //! scores = Q Kᵀ (+ relative terms), scaled by 1/sqrt(d), masked, softmaxed, times V.
-//! The score matrix of a pair lives in a per-thread scratch buffer (or directly in the
-//! requested probabilities), never for the whole batch at once.
+//! A pair's queries run in blocks of [`QUERY_BLOCK`]: scores, softmax and context of one
+//! block while its scores are still in cache (a 512-token pair's whole score matrix is
+//! 1 MiB, an L2's worth, and each of softmax's passes would stream it again). The block's
+//! scores live in a per-thread scratch buffer (or directly in the requested
+//! probabilities), never for the whole batch at once. Every output is computed alone, so
+//! the blocking changes no bits.
 
 use std::cell::RefCell;
 
@@ -77,7 +81,20 @@ impl OutPtr {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { scores: Vec::new(), ctx: Vec::new(), kt: Vec::new(), vp: Vec::new() })
+    };
+}
+
+/// Queries per block of a pair's attention.
+const QUERY_BLOCK: usize = 32;
+
+/// One thread's buffers for a pair: a block's scores, the pair's context, packed Kᵀ and V.
+struct Scratch {
+    scores: Vec<f32>,
+    ctx: Vec<f32>,
+    kt: Vec<f32>,
+    vp: Vec<f32>,
 }
 
 /// Self-attention for all (sequence, head) pairs.
@@ -108,8 +125,9 @@ pub fn attention(
         assert_eq!(rel.table.len(), (2 * rel.max_positions - 1) * s.head_dim);
     }
     let out_ptr = OutPtr(out.as_mut_ptr());
-    let pair = |bh: usize, scores: &mut [f32], ctx: &mut [f32]| {
-        one_pair(s, bh, qkv, kv, mask, relative, scores, ctx);
+    let pair = |bh: usize, scores: Option<&mut [f32]>, scratch: &mut Scratch| {
+        one_pair(s, bh, qkv, kv, mask, relative, scores, scratch);
+        let ctx = &scratch.ctx;
         let (b, head) = (bh / s.heads, bh % s.heads);
         for i in 0..lq {
             let dst = (b * lq + i) * h + head * s.head_dim;
@@ -119,13 +137,12 @@ pub fn attention(
             unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out_ptr.at(dst), s.head_dim) };
         }
     };
-    let with_scratch = |f: &mut dyn FnMut(&mut Vec<f32>, &mut Vec<f32>)| {
+    let with_scratch = |f: &mut dyn FnMut(&mut Scratch)| {
         SCRATCH.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let (scores, ctx) = &mut *guard;
-            scores.resize(lq * lk, 0.0);
-            ctx.resize(lq * s.head_dim, 0.0);
-            f(scores, ctx);
+            let scratch = &mut *cell.borrow_mut();
+            scratch.scores.resize(QUERY_BLOCK.min(lq) * lk, 0.0);
+            scratch.ctx.resize(lq * s.head_dim, 0.0);
+            f(scratch);
         })
     };
     match probs {
@@ -135,15 +152,17 @@ pub fn attention(
                 .par_chunks_mut(lq * lk)
                 .enumerate()
                 .for_each(|(bh, scores)| {
-                    with_scratch(&mut |_, ctx| pair(bh, scores, ctx));
+                    with_scratch(&mut |scratch| pair(bh, Some(&mut *scores), scratch));
                 });
         }
         None => (0..s.batch * s.heads).into_par_iter().for_each(|bh| {
-            with_scratch(&mut |scores, ctx| pair(bh, scores, ctx));
+            with_scratch(&mut |scratch| pair(bh, None, scratch));
         }),
     }
 }
 
+/// One pair's attention into `scratch.ctx` ([seq, head_dim]); `probs`, when given, is
+/// the pair's [seq, keys] probabilities to fill (else the blocks use `scratch.scores`).
 #[allow(clippy::too_many_arguments)]
 fn one_pair(
     s: AttnShape,
@@ -152,8 +171,8 @@ fn one_pair(
     kv: KvSource,
     mask: &[u8],
     relative: Option<RelativeTable>,
-    scores: &mut [f32],
-    ctx: &mut [f32],
+    mut probs: Option<&mut [f32]>,
+    scratch: &mut Scratch,
 ) {
     let (h, d, lq, lk) = (s.hidden(), s.head_dim, s.seq, s.keys());
     let (b, head) = (bh / s.heads, bh % s.heads);
@@ -166,40 +185,48 @@ fn one_pair(
             (&k[start..], &v[start..], d)
         }
     };
-    attn_products::scores(scores, q, 3 * h, k_data, kv_rs, lq, lk, d);
-
-    if let Some(rel) = relative {
-        for i in 0..lq {
-            let qi = &q[i * 3 * h..i * 3 * h + d];
-            for j in 0..lk {
-                let row = s.past + i + rel.max_positions - 1 - j;
-                let e = &rel.table[row * d..(row + 1) * d];
-                let mut term = dot(qi, e);
-                if rel.kind == PositionEmbeddingType::RelativeKeyQuery {
-                    term += dot(&k_data[j * kv_rs..j * kv_rs + d], e);
-                }
-                scores[i * lk + j] += term;
-            }
-        }
-    }
-
+    attn_products::pack_keys(&mut scratch.kt, k_data, kv_rs, lk, d);
+    attn_products::pack_values(&mut scratch.vp, v_data, kv_rs, lk, d);
     let scale = (1.0 / (d as f64).sqrt()) as f32;
     let keep = &mask[b * lk..(b + 1) * lk];
     let isa = Isa::detect();
-    for i in 0..lq {
-        let visible = if s.causal { s.past + i + 1 } else { lk };
-        let row = &mut scores[i * lk..(i + 1) * lk];
-        match isa {
-            // SAFETY: `Isa::detect` only returns instruction sets this CPU supports.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { softmax_row_avx512(row, scale, keep, visible) },
-            // SAFETY: as above.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { softmax_row_avx2(row, scale, keep, visible) },
-            _ => softmax_row(row, scale, keep, visible),
+    for i0 in (0..lq).step_by(QUERY_BLOCK) {
+        let rows = QUERY_BLOCK.min(lq - i0);
+        let block = match probs.as_deref_mut() {
+            Some(all) => &mut all[i0 * lk..(i0 + rows) * lk],
+            None => &mut scratch.scores[..rows * lk],
+        };
+        let qb = &q[i0 * 3 * h..];
+        attn_products::scores(block, qb, 3 * h, &scratch.kt, rows, lk, d);
+        if let Some(rel) = relative {
+            for i in 0..rows {
+                let qi = &qb[i * 3 * h..i * 3 * h + d];
+                for j in 0..lk {
+                    let row = s.past + i0 + i + rel.max_positions - 1 - j;
+                    let e = &rel.table[row * d..(row + 1) * d];
+                    let mut term = dot(qi, e);
+                    if rel.kind == PositionEmbeddingType::RelativeKeyQuery {
+                        term += dot(&k_data[j * kv_rs..j * kv_rs + d], e);
+                    }
+                    block[i * lk + j] += term;
+                }
+            }
         }
+        for i in 0..rows {
+            let visible = if s.causal { s.past + i0 + i + 1 } else { lk };
+            let row = &mut block[i * lk..(i + 1) * lk];
+            match isa {
+                // SAFETY: `Isa::detect` only returns instruction sets this CPU supports.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { softmax_row_avx512(row, scale, keep, visible) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { softmax_row_avx2(row, scale, keep, visible) },
+                _ => softmax_row(row, scale, keep, visible),
+            }
+        }
+        attn_products::context(&mut scratch.ctx[i0 * d..], block, &scratch.vp, rows, lk, d);
     }
-    attn_products::context(ctx, scores, v_data, kv_rs, lq, lk, d);
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -8,8 +8,6 @@
 //! run beside it. Both vectorize across 16 lanes that hold independent outputs (16 keys
 //! for the scores, 16 of the d values for the context), never across a sum.
 
-use std::cell::RefCell;
-
 use super::gemm::Isa;
 
 #[cfg(target_arch = "x86_64")]
@@ -18,24 +16,42 @@ mod avx512;
 /// Lanes: outputs computed side by side.
 const L: usize = 16;
 
-thread_local! {
-    /// Kᵀ ([d, keys rounded up to L]) or V ([keys, d rounded up to L]), zero padded.
-    static PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+/// Packs k ([lk rows of stride k_rs, d values each]) into `kt` as Kᵀ: [d, lk rounded up
+/// to L], zero padded. Done once per (sequence, head) pair, for all its query blocks.
+pub fn pack_keys(kt: &mut Vec<f32>, k: &[f32], k_rs: usize, lk: usize, d: usize) {
+    assert!(
+        lk == 0 || (lk - 1) * k_rs + d <= k.len(),
+        "attention: short k"
+    );
+    let width = lk.next_multiple_of(L);
+    kt.clear();
+    kt.resize(d * width, 0.0);
+    for j in 0..lk {
+        for dd in 0..d {
+            kt[dd * width + j] = k[j * k_rs + dd];
+        }
+    }
 }
 
-/// scores[i * lk + j] = q[i * q_rs..][..d] · k[j * k_rs..][..d] for i < lq, j < lk.
-#[allow(clippy::too_many_arguments)]
-pub fn scores(
-    scores: &mut [f32],
-    q: &[f32],
-    q_rs: usize,
-    k: &[f32],
-    k_rs: usize,
-    lq: usize,
-    lk: usize,
-    d: usize,
-) {
-    scores_with(Isa::detect(), scores, q, q_rs, k, k_rs, lq, lk, d);
+/// Packs v ([lk rows of stride v_rs, d values each]) into `vp`: [lk, d rounded up to L],
+/// zero padded.
+pub fn pack_values(vp: &mut Vec<f32>, v: &[f32], v_rs: usize, lk: usize, d: usize) {
+    assert!(
+        lk == 0 || (lk - 1) * v_rs + d <= v.len(),
+        "attention: short v"
+    );
+    let width = d.next_multiple_of(L);
+    vp.clear();
+    vp.resize(lk * width, 0.0);
+    for j in 0..lk {
+        vp[j * width..j * width + d].copy_from_slice(&v[j * v_rs..j * v_rs + d]);
+    }
+}
+
+/// scores[i * lk + j] = q[i * q_rs..][..d] · k_j for i < lq, j < lk, from Kᵀ packed by
+/// [`pack_keys`].
+pub fn scores(scores: &mut [f32], q: &[f32], q_rs: usize, kt: &[f32], lq: usize, lk: usize, d: usize) {
+    scores_with(Isa::detect(), scores, q, q_rs, kt, lq, lk, d);
 }
 
 /// [`scores`] with `isa`'s instructions (one this CPU lacks: the best it has); every
@@ -46,8 +62,7 @@ fn scores_with(
     scores: &mut [f32],
     q: &[f32],
     q_rs: usize,
-    k: &[f32],
-    k_rs: usize,
+    kt: &[f32],
     lq: usize,
     lk: usize,
     d: usize,
@@ -60,30 +75,16 @@ fn scores_with(
         lq == 0 || (lq - 1) * q_rs + d <= q.len(),
         "attention: short q"
     );
-    assert!(
-        lk == 0 || (lk - 1) * k_rs + d <= k.len(),
-        "attention: short k"
-    );
-    PACKED.with(|cell| {
-        let kt = &mut *cell.borrow_mut();
-        let width = lk.next_multiple_of(L);
-        kt.clear();
-        kt.resize(d * width, 0.0);
-        for j in 0..lk {
-            for dd in 0..d {
-                kt[dd * width + j] = k[j * k_rs + dd];
-            }
-        }
-        match if isa.supported() { isa } else { Isa::detect() } {
-            // SAFETY: the instruction set is supported (checked above).
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { avx512::scores(scores, q, q_rs, kt, lq, lk, d) },
-            // SAFETY: as above.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { scores_avx2(scores, q, q_rs, kt, lq, lk, d) },
-            _ => scores_body(scores, q, q_rs, kt, lq, lk, d),
-        }
-    });
+    assert!(kt.len() >= d * lk.next_multiple_of(L), "attention: short Kᵀ");
+    match if isa.supported() { isa } else { Isa::detect() } {
+        // SAFETY: the instruction set is supported (checked above).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::scores(scores, q, q_rs, kt, lq, lk, d) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { scores_avx2(scores, q, q_rs, kt, lq, lk, d) },
+        _ => scores_body(scores, q, q_rs, kt, lq, lk, d),
+    }
 }
 
 /// [`scores_body`] compiled for AVX2.
@@ -124,49 +125,27 @@ fn scores_body(s: &mut [f32], q: &[f32], q_rs: usize, kt: &[f32], lq: usize, lk:
     }
 }
 
-/// ctx[i * d..][..d] = sum over j < lk of p[i * lk + j] v[j * v_rs..][..d], for i < lq.
-#[allow(clippy::too_many_arguments)]
-pub fn context(ctx: &mut [f32], p: &[f32], v: &[f32], v_rs: usize, lq: usize, lk: usize, d: usize) {
-    context_with(Isa::detect(), ctx, p, v, v_rs, lq, lk, d);
+/// ctx[i * d..][..d] = sum over j < lk of p[i * lk + j] v_j, for i < lq, from V packed by
+/// [`pack_values`].
+pub fn context(ctx: &mut [f32], p: &[f32], vp: &[f32], lq: usize, lk: usize, d: usize) {
+    context_with(Isa::detect(), ctx, p, vp, lq, lk, d);
 }
 
 /// [`context`] with `isa`'s instructions (one this CPU lacks: the best it has); every
 /// instruction set gives the same bits.
-#[allow(clippy::too_many_arguments)]
-fn context_with(
-    isa: Isa,
-    ctx: &mut [f32],
-    p: &[f32],
-    v: &[f32],
-    v_rs: usize,
-    lq: usize,
-    lk: usize,
-    d: usize,
-) {
+fn context_with(isa: Isa, ctx: &mut [f32], p: &[f32], vp: &[f32], lq: usize, lk: usize, d: usize) {
     assert!(ctx.len() >= lq * d, "attention context: short destination");
     assert!(p.len() >= lq * lk, "attention: short probabilities");
-    assert!(
-        lk == 0 || (lk - 1) * v_rs + d <= v.len(),
-        "attention: short v"
-    );
-    PACKED.with(|cell| {
-        let vp = &mut *cell.borrow_mut();
-        let width = d.next_multiple_of(L);
-        vp.clear();
-        vp.resize(lk * width, 0.0);
-        for j in 0..lk {
-            vp[j * width..j * width + d].copy_from_slice(&v[j * v_rs..j * v_rs + d]);
-        }
-        match if isa.supported() { isa } else { Isa::detect() } {
-            // SAFETY: the instruction set is supported (checked above).
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { avx512::context(ctx, p, vp, lq, lk, d) },
-            // SAFETY: as above.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { context_avx2(ctx, p, vp, lq, lk, d) },
-            _ => context_body(ctx, p, vp, lq, lk, d),
-        }
-    });
+    assert!(vp.len() >= lk * d.next_multiple_of(L), "attention: short V");
+    match if isa.supported() { isa } else { Isa::detect() } {
+        // SAFETY: the instruction set is supported (checked above).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::context(ctx, p, vp, lq, lk, d) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { context_avx2(ctx, p, vp, lq, lk, d) },
+        _ => context_body(ctx, p, vp, lq, lk, d),
+    }
 }
 
 /// [`context_body`] compiled for AVX2.
@@ -205,6 +184,20 @@ mod tests {
     /// Every instruction set this CPU has (an unsupported one runs the best supported).
     const ISAS: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Scalar];
 
+    #[allow(clippy::too_many_arguments)]
+    fn scores_raw(isa: Isa, s: &mut [f32], q: &[f32], q_rs: usize, k: &[f32], k_rs: usize, lq: usize, lk: usize, d: usize) {
+        let mut kt = Vec::new();
+        pack_keys(&mut kt, k, k_rs, lk, d);
+        scores_with(isa, s, q, q_rs, &kt, lq, lk, d);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn context_raw(isa: Isa, c: &mut [f32], p: &[f32], v: &[f32], v_rs: usize, lq: usize, lk: usize, d: usize) {
+        let mut vp = Vec::new();
+        pack_values(&mut vp, v, v_rs, lk, d);
+        context_with(isa, c, p, &vp, lq, lk, d);
+    }
+
     fn same_bits(a: &[f32], b: &[f32]) -> bool {
         a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
     }
@@ -225,15 +218,18 @@ mod tests {
             (5, 33, 64),
             (2, 70, 20),
             (17, 16, 32),
+            (13, 47, 32),
+            (26, 129, 64),
+            (9, 64, 48),
         ] {
             let (q_rs, k_rs) = (d + 3, 2 * d + 1);
             let q: Vec<f32> = (0..lq * q_rs).map(|_| next()).collect();
             let k: Vec<f32> = (0..(lk + 5) * k_rs).map(|_| next()).collect();
             let mut s = vec![f32::NAN; lq * lk];
-            scores(&mut s, &q, q_rs, &k, k_rs, lq, lk, d);
+            scores_raw(Isa::detect(), &mut s, &q, q_rs, &k, k_rs, lq, lk, d);
             for isa in ISAS {
                 let mut other = vec![f32::NAN; lq * lk];
-                scores_with(isa, &mut other, &q, q_rs, &k, k_rs, lq, lk, d);
+                scores_raw(isa, &mut other, &q, q_rs, &k, k_rs, lq, lk, d);
                 assert!(
                     same_bits(&s, &other),
                     "scores on {isa:?} differ ({lq}x{lk}x{d})"
@@ -253,7 +249,7 @@ mod tests {
             }
             // Five more keys: the first lk scores of every query keep their bits.
             let mut longer = vec![f32::NAN; lq * (lk + 5)];
-            scores(&mut longer, &q, q_rs, &k, k_rs, lq, lk + 5, d);
+            scores_raw(Isa::detect(), &mut longer, &q, q_rs, &k, k_rs, lq, lk + 5, d);
             for i in 0..lq {
                 let same =
                     (0..lk).all(|j| longer[i * (lk + 5) + j].to_bits() == s[i * lk + j].to_bits());
@@ -261,10 +257,10 @@ mod tests {
             }
             let p: Vec<f32> = (0..lq * lk).map(|_| next().abs()).collect();
             let mut c = vec![f32::NAN; lq * d];
-            context(&mut c, &p, &k, k_rs, lq, lk, d);
+            context_raw(Isa::detect(), &mut c, &p, &k, k_rs, lq, lk, d);
             for isa in ISAS {
                 let mut other = vec![f32::NAN; lq * d];
-                context_with(isa, &mut other, &p, &k, k_rs, lq, lk, d);
+                context_raw(isa, &mut other, &p, &k, k_rs, lq, lk, d);
                 assert!(
                     same_bits(&c, &other),
                     "context on {isa:?} differs ({lq}x{lk}x{d})"
@@ -287,7 +283,7 @@ mod tests {
                 padded[i * (lk + 5)..i * (lk + 5) + lk].copy_from_slice(&p[i * lk..(i + 1) * lk]);
             }
             let mut c2 = vec![f32::NAN; lq * d];
-            context(&mut c2, &padded, &k, k_rs, lq, lk + 5, d);
+            context_raw(Isa::detect(), &mut c2, &padded, &k, k_rs, lq, lk + 5, d);
             let same = c.iter().zip(&c2).all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(
                 same,
