@@ -29,7 +29,9 @@ fn main() {
     ];
     let mut fields = vec![format!("\"threads\":{threads}")];
     for (name, kernel) in kinds {
-        let value = kernel.map_or("null".to_string(), |k| format!("{:.1}", measure(k, threads)));
+        let value = kernel.map_or("null".to_string(), |k| {
+            format!("{:.1}", measure(k, threads))
+        });
         fields.push(format!("\"{name}\":{value}"));
     }
     println!("{{{}}}", fields.join(","));
@@ -159,7 +161,7 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn bf16_512(trips: u64) -> f32 {
         let bits = _mm512_set1_epi16(std::hint::black_box(0x3f80)); // 1.0 in bf16
-        // SAFETY (transmute): __m512i and __m512bh are both 64 bytes of plain lanes.
+                                                                    // SAFETY (transmute): __m512i and __m512bh are both 64 bytes of plain lanes.
         let x = std::mem::transmute::<__m512i, __m512bh>(bits);
         let mut acc = [_mm512_setzero_ps(); ACC];
         for _ in 0..trips {

@@ -64,6 +64,32 @@ impl Bytes {
     }
 }
 
+impl Bytes {
+    /// Says that `range` (bytes of the file) will not be read again soon: a mapped file's
+    /// pages there leave the process's resident set (they stay in the page cache, and a
+    /// later read brings the same bytes back from the file). Loading calls it for each
+    /// tensor it has copied out, so that a checkpoint's load does not hold the file and
+    /// its decoded copy in memory at once. Does nothing for read bytes.
+    pub(crate) fn release(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let Bytes::Mapped(map) = self {
+            // SAFETY: the map is private and read-only, so it holds no changes for
+            // DontNeed to drop, and no reference into `range` outlives this call's
+            // callers' copies; a later read refaults the file's unchanged bytes. A failed
+            // advice only leaves the pages resident.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    range.start,
+                    range.len(),
+                )
+            };
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+}
+
 impl Deref for Bytes {
     type Target = [u8];
 

@@ -214,6 +214,8 @@ impl Checkpoint {
                 ))
             }
         };
+        file.map
+            .release(file.data_start + start..file.data_start + end);
         Ok(Some((info.shape.clone(), data)))
     }
 }

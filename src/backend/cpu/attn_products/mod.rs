@@ -50,7 +50,15 @@ pub fn pack_values(vp: &mut Vec<f32>, v: &[f32], v_rs: usize, lk: usize, d: usiz
 
 /// scores[i * lk + j] = q[i * q_rs..][..d] · k_j for i < lq, j < lk, from Kᵀ packed by
 /// [`pack_keys`].
-pub fn scores(scores: &mut [f32], q: &[f32], q_rs: usize, kt: &[f32], lq: usize, lk: usize, d: usize) {
+pub fn scores(
+    scores: &mut [f32],
+    q: &[f32],
+    q_rs: usize,
+    kt: &[f32],
+    lq: usize,
+    lk: usize,
+    d: usize,
+) {
     scores_with(Isa::detect(), scores, q, q_rs, kt, lq, lk, d);
 }
 
@@ -75,7 +83,10 @@ fn scores_with(
         lq == 0 || (lq - 1) * q_rs + d <= q.len(),
         "attention: short q"
     );
-    assert!(kt.len() >= d * lk.next_multiple_of(L), "attention: short Kᵀ");
+    assert!(
+        kt.len() >= d * lk.next_multiple_of(L),
+        "attention: short Kᵀ"
+    );
     match if isa.supported() { isa } else { Isa::detect() } {
         // SAFETY: the instruction set is supported (checked above).
         #[cfg(target_arch = "x86_64")]
@@ -185,14 +196,33 @@ mod tests {
     const ISAS: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Scalar];
 
     #[allow(clippy::too_many_arguments)]
-    fn scores_raw(isa: Isa, s: &mut [f32], q: &[f32], q_rs: usize, k: &[f32], k_rs: usize, lq: usize, lk: usize, d: usize) {
+    fn scores_raw(
+        isa: Isa,
+        s: &mut [f32],
+        q: &[f32],
+        q_rs: usize,
+        k: &[f32],
+        k_rs: usize,
+        lq: usize,
+        lk: usize,
+        d: usize,
+    ) {
         let mut kt = Vec::new();
         pack_keys(&mut kt, k, k_rs, lk, d);
         scores_with(isa, s, q, q_rs, &kt, lq, lk, d);
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn context_raw(isa: Isa, c: &mut [f32], p: &[f32], v: &[f32], v_rs: usize, lq: usize, lk: usize, d: usize) {
+    fn context_raw(
+        isa: Isa,
+        c: &mut [f32],
+        p: &[f32],
+        v: &[f32],
+        v_rs: usize,
+        lq: usize,
+        lk: usize,
+        d: usize,
+    ) {
         let mut vp = Vec::new();
         pack_values(&mut vp, v, v_rs, lk, d);
         context_with(isa, c, p, &vp, lq, lk, d);
@@ -249,7 +279,17 @@ mod tests {
             }
             // Five more keys: the first lk scores of every query keep their bits.
             let mut longer = vec![f32::NAN; lq * (lk + 5)];
-            scores_raw(Isa::detect(), &mut longer, &q, q_rs, &k, k_rs, lq, lk + 5, d);
+            scores_raw(
+                Isa::detect(),
+                &mut longer,
+                &q,
+                q_rs,
+                &k,
+                k_rs,
+                lq,
+                lk + 5,
+                d,
+            );
             for i in 0..lq {
                 let same =
                     (0..lk).all(|j| longer[i * (lk + 5) + j].to_bits() == s[i * lk + j].to_bits());

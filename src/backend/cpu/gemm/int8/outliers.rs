@@ -23,7 +23,8 @@ pub const MIN_K: usize = 64;
 /// checked the native int8 path is supported).
 pub fn select(native: bool, row: &[f32], channels: &mut [usize; OUTLIERS]) {
     match native {
-        // SAFETY: the caller checked the native int8 path, so AVX-512F is supported.
+        // SAFETY: the caller checked the native int8 path, so AVX-512F and VL are
+        // supported.
         #[cfg(target_arch = "x86_64")]
         true => unsafe { select_avx512(row, channels) },
         _ => select_body(row, channels),
@@ -37,9 +38,9 @@ pub fn select(native: bool, row: &[f32], channels: &mut [usize; OUTLIERS]) {
 /// through the value-by-value pass, in index order: the same channels.
 ///
 /// # Safety
-/// The CPU must support AVX-512F; `row` has at least 16 values.
+/// The CPU must support AVX-512F and VL; `row` has at least 16 values.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512vl")]
 unsafe fn select_avx512(row: &[f32], channels: &mut [usize; OUTLIERS]) {
     use std::arch::x86_64::*;
     let len = row.len();
@@ -62,30 +63,54 @@ unsafe fn select_avx512(row: &[f32], channels: &mut [usize; OUTLIERS]) {
         }};
     }
     // Lane maxima over the even blocks and over the odd ones: 32 distinct values (16
-    // when the row has one block). max_ps returns its second operand when either is
-    // NaN: a NaN never wins.
-    let mut most = [_mm512_setzero_ps(); 2];
-    for (b, i) in (0..len).step_by(16).enumerate() {
-        let (_, v) = block!(i);
-        most[b % 2] = _mm512_max_ps(v, most[b % 2]);
+    // when the row has one block), in two registers. max_ps returns its second operand
+    // when either is NaN: a NaN never wins.
+    let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let mut i = 0;
+    while i + 32 <= len {
+        even = _mm512_max_ps(block!(i).1, even);
+        odd = _mm512_max_ps(block!(i + 16).1, odd);
+        i += 32;
     }
-    let mut lanes = [0.0f32; 32];
-    _mm512_storeu_ps(lanes.as_mut_ptr(), most[0]);
-    _mm512_storeu_ps(lanes.as_mut_ptr().add(16), most[1]);
+    if i < len {
+        even = _mm512_max_ps(block!(i).1, even);
+        if i + 16 < len {
+            odd = _mm512_max_ps(block!(i + 16).1, odd);
+        }
+    }
+    // The maxima are finite or infinite, never NaN, and >= 0: their bits order as they do.
+    let mut lanes = [0u32; 32];
+    _mm512_storeu_si512(lanes.as_mut_ptr().cast(), _mm512_castps_si512(even));
+    _mm512_storeu_si512(lanes.as_mut_ptr().add(16).cast(), _mm512_castps_si512(odd));
     let lanes = &mut lanes[..if len > 16 { 32 } else { 16 }];
-    let (_, &mut eighth, _) = lanes.select_nth_unstable_by(OUTLIERS - 1, |a, b| b.total_cmp(a));
+    let (_, &mut eighth, _) = lanes.select_nth_unstable_by(OUTLIERS - 1, |a, b| b.cmp(a));
+    let eighth = f32::from_bits(eighth);
     let floor = _mm512_set1_ps(eighth);
-    let mut top = [(-1.0f32, 0usize); OUTLIERS];
+    // `keep` in registers: the top 8 values descending (and their channels) in 8 lanes;
+    // a value beating lane `at` (the first it is larger than, so ties stay with the
+    // earlier channel) goes there and lanes at.. move up one, by one masked expand.
+    let (mut top, mut index) = (_mm256_set1_ps(-1.0), _mm256_setzero_si256());
     for i in (0..len).step_by(16) {
         let (mask, v) = block!(i);
         let mut hits = u32::from(_mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(mask, v, floor));
         while hits != 0 {
             let j = i + hits.trailing_zeros() as usize;
             hits &= hits - 1;
-            keep(&mut top, row[j].abs(), j);
+            let m = _mm256_set1_ps(row[j].abs());
+            let beats = _mm256_cmp_ps_mask::<_CMP_GT_OQ>(m, top);
+            if beats != 0 {
+                let keep = !(1u8 << beats.trailing_zeros());
+                top = _mm256_mask_expand_ps(m, keep, top);
+                index = _mm256_mask_expand_epi32(_mm256_set1_epi32(j as i32), keep, index);
+            }
         }
     }
-    finish(&top, channels);
+    let mut picked = [0i32; OUTLIERS];
+    _mm256_storeu_si256(picked.as_mut_ptr().cast(), index);
+    for (c, &p) in channels.iter_mut().zip(&picked) {
+        *c = p as usize;
+    }
+    channels.sort_unstable();
 }
 
 /// The value-by-value choice: one pass keeping the largest so far, by value then by
@@ -155,12 +180,17 @@ impl Part<'_> {
         let n = self.n;
         assert!(self.wt.len() >= self.k * n && self.x.len() >= rows * self.k);
         assert!(self.channels.len() >= rows * OUTLIERS && out.len() >= rows * n);
+        assert!(bias.is_none_or(|b| b.len() >= n));
         let one = |(r, row): (usize, &mut [f32])| match native {
-            // SAFETY: the caller checked the native int8 path, so AVX-512F is supported.
+            // SAFETY: the caller checked the native int8 path, so AVX-512F/BW/VL are
+            // supported; the asserts above cover the row.
             #[cfg(target_arch = "x86_64")]
             true => unsafe { self.row_avx512(r, row, bias) },
             _ => self.row(r, row, bias),
         };
+        if n == 0 {
+            return;
+        }
         let out = &mut out[..rows * n];
         if threads > 1 && rows >= SERIAL_ROWS {
             out.par_chunks_exact_mut(n)
@@ -172,17 +202,12 @@ impl Part<'_> {
         }
     }
 
-    /// [`Part::row`] compiled for AVX-512.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn row_avx512(&self, r: usize, out: &mut [f32], bias: Option<&[f32]>) {
-        self.row(r, out, bias);
+    /// Row `r`'s channels, ascending.
+    fn channels_of(&self, r: usize) -> &[usize] {
+        &self.channels[r * OUTLIERS..][..self.per_row]
     }
 
-    #[inline(always)]
+    /// The portable part of one row: bias, then each channel's x · w added in turn.
     fn row(&self, r: usize, out: &mut [f32], bias: Option<&[f32]>) {
         let n = self.n;
         match bias {
@@ -190,11 +215,91 @@ impl Part<'_> {
             None => out.fill(0.0),
         }
         let x = &self.x[r * self.k..(r + 1) * self.k];
-        for &c in &self.channels[r * OUTLIERS..][..self.per_row] {
+        for &c in self.channels_of(r) {
             let xv = x[c];
             for (o, &w) in out.iter_mut().zip(&self.wt[c * n..(c + 1) * n]) {
                 *o += xv * f32::from_bits(u32::from(w) << 16);
             }
         }
+    }
+
+    /// [`Part::row`]'s sums (bias, then each channel's x · w as a multiply and an add, in
+    /// the same order: the same bits), 64 columns at a time in registers across all the
+    /// row's channels, so that `out` is written once rather than once per channel.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, BW and VL; the row lies within what
+    /// [`Part::start`] asserts.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn row_avx512(&self, r: usize, out: &mut [f32], bias: Option<&[f32]>) {
+        let n = self.n;
+        let mut uses = [(0usize, 0.0f32); OUTLIERS];
+        for (u, &c) in uses.iter_mut().zip(self.channels_of(r)) {
+            *u = (c, self.x[r * self.k + c]);
+        }
+        let t = RowPart {
+            out: out.as_mut_ptr(),
+            n,
+            bias: bias.map(<[f32]>::as_ptr),
+            wt: self.wt.as_ptr(),
+            uses: &uses[..self.per_row],
+        };
+        let mut j0 = 0;
+        while j0 + 64 <= n {
+            columns::<4>(&t, j0, 0xffff);
+            j0 += 64;
+        }
+        while j0 < n {
+            let left = n - j0;
+            columns::<1>(
+                &t,
+                j0,
+                if left >= 16 {
+                    0xffff
+                } else {
+                    (1u16 << left) - 1
+                },
+            );
+            j0 += 16;
+        }
+    }
+}
+
+/// One row's part: `out`, `bias` and the rows of `wt` named by `uses` (channel, x value)
+/// hold `n` values each.
+#[cfg(target_arch = "x86_64")]
+struct RowPart<'a> {
+    out: *mut f32,
+    n: usize,
+    bias: Option<*const f32>,
+    wt: *const u16,
+    uses: &'a [(usize, f32)],
+}
+
+/// NV vectors of 16 columns from column j0; the last covers only the lanes of `last`.
+///
+/// # Safety
+/// As [`Part::row_avx512`]; j0 + 16 (NV - 1) + the lanes of `last` <= n.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn columns<const NV: usize>(t: &RowPart, j0: usize, last: u16) {
+    use std::arch::x86_64::*;
+    let lanes = |v: usize| if v + 1 == NV { last } else { 0xffff };
+    let mut acc: [__m512; NV] = std::array::from_fn(|v| match t.bias {
+        Some(b) => _mm512_maskz_loadu_ps(lanes(v), b.add(j0 + 16 * v)),
+        None => _mm512_setzero_ps(),
+    });
+    for &(c, x) in t.uses {
+        let row = t.wt.add(c * t.n + j0);
+        let xv = _mm512_set1_ps(x);
+        for (v, a) in acc.iter_mut().enumerate() {
+            let h = _mm256_maskz_loadu_epi16(lanes(v), row.add(16 * v).cast());
+            let w = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)));
+            *a = _mm512_add_ps(*a, _mm512_mul_ps(xv, w));
+        }
+    }
+    for (v, &a) in acc.iter().enumerate() {
+        _mm512_mask_storeu_ps(t.out.add(j0 + 16 * v), lanes(v), a);
     }
 }
