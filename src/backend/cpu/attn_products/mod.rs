@@ -26,9 +26,81 @@ pub fn pack_keys(kt: &mut Vec<f32>, k: &[f32], k_rs: usize, lk: usize, d: usize)
     let width = lk.next_multiple_of(L);
     kt.clear();
     kt.resize(d * width, 0.0);
+    // Whole 8 x 8 blocks by register transposes where the CPU has AVX, the rest (or all)
+    // value by value.
+    let (mut keys, mut dims) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() != Isa::Scalar {
+        (keys, dims) = (lk / 8 * 8, d / 8 * 8);
+        // SAFETY: AVX2 (so AVX) is supported; the blocks lie inside k (asserted above)
+        // and kt (d rows of width >= lk).
+        unsafe { transpose_blocks(kt, width, k, k_rs, keys, dims) };
+    }
     for j in 0..lk {
-        for dd in 0..d {
+        let from = if j < keys { dims } else { 0 };
+        for dd in from..d {
             kt[dd * width + j] = k[j * k_rs + dd];
+        }
+    }
+}
+
+/// kt[dd * width + j] = k[j * k_rs + dd] for j < keys and dd < dims (both multiples of
+/// 8), by 8 x 8 register transposes.
+///
+/// # Safety
+/// The CPU must support AVX; k holds the keys' rows and kt `dims` rows of `width`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_blocks(
+    kt: &mut [f32],
+    width: usize,
+    k: &[f32],
+    k_rs: usize,
+    keys: usize,
+    dims: usize,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(keys == 0 || (keys - 1) * k_rs + dims <= k.len());
+    debug_assert!(dims == 0 || (dims - 1) * width + keys <= kt.len());
+    for j0 in (0..keys).step_by(8) {
+        for d0 in (0..dims).step_by(8) {
+            let r: [__m256; 8] =
+                std::array::from_fn(|i| _mm256_loadu_ps(k.as_ptr().add((j0 + i) * k_rs + d0)));
+            // Pairs of rows interleaved, then quads, then the halves swapped into place:
+            // c[i] holds value d0 + i of the 8 keys.
+            let t = [
+                _mm256_unpacklo_ps(r[0], r[1]),
+                _mm256_unpackhi_ps(r[0], r[1]),
+                _mm256_unpacklo_ps(r[2], r[3]),
+                _mm256_unpackhi_ps(r[2], r[3]),
+                _mm256_unpacklo_ps(r[4], r[5]),
+                _mm256_unpackhi_ps(r[4], r[5]),
+                _mm256_unpacklo_ps(r[6], r[7]),
+                _mm256_unpackhi_ps(r[6], r[7]),
+            ];
+            let s = [
+                _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+                _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+                _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+                _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+                _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+                _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+                _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+                _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+            ];
+            let c = [
+                _mm256_permute2f128_ps::<0x20>(s[0], s[4]),
+                _mm256_permute2f128_ps::<0x20>(s[1], s[5]),
+                _mm256_permute2f128_ps::<0x20>(s[2], s[6]),
+                _mm256_permute2f128_ps::<0x20>(s[3], s[7]),
+                _mm256_permute2f128_ps::<0x31>(s[0], s[4]),
+                _mm256_permute2f128_ps::<0x31>(s[1], s[5]),
+                _mm256_permute2f128_ps::<0x31>(s[2], s[6]),
+                _mm256_permute2f128_ps::<0x31>(s[3], s[7]),
+            ];
+            for (i, &col) in c.iter().enumerate() {
+                _mm256_storeu_ps(kt.as_mut_ptr().add((d0 + i) * width + j0), col);
+            }
         }
     }
 }
