@@ -181,16 +181,11 @@ impl Part<'_> {
         assert!(self.wt.len() >= self.k * n && self.x.len() >= rows * self.k);
         assert!(self.channels.len() >= rows * OUTLIERS && out.len() >= rows * n);
         assert!(bias.is_none_or(|b| b.len() >= n));
-        #[cfg(target_arch = "x86_64")]
-        let fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
         let one = |(r, row): (usize, &mut [f32])| match native {
             // SAFETY: the caller checked the native int8 path, so AVX-512F/BW/VL are
             // supported; the asserts above cover the row.
             #[cfg(target_arch = "x86_64")]
             true => unsafe { self.row_avx512(r, row, bias) },
-            // SAFETY: AVX2 and FMA are supported (checked once, in `fma`).
-            #[cfg(target_arch = "x86_64")]
-            false if fma => unsafe { self.row_fma(r, row, bias) },
             _ => self.row(r, row, bias),
         };
         if n == 0 {
@@ -212,20 +207,7 @@ impl Part<'_> {
         &self.channels[r * OUTLIERS..][..self.per_row]
     }
 
-    /// [`Part::row`] compiled for AVX2 and FMA (its multiply-adds one instruction each).
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn row_fma(&self, r: usize, out: &mut [f32], bias: Option<&[f32]>) {
-        self.row(r, out, bias);
-    }
-
-    /// The portable part of one row: bias, then each channel's x · w added in turn (a
-    /// fused multiply-add: a libm call on CPUs without FMA). Always inlined into the
-    /// per-ISA wrapper.
-    #[inline(always)]
+    /// The portable part of one row: bias, then each channel's x · w added in turn.
     fn row(&self, r: usize, out: &mut [f32], bias: Option<&[f32]>) {
         let n = self.n;
         match bias {
@@ -236,21 +218,20 @@ impl Part<'_> {
         for &c in self.channels_of(r) {
             let xv = x[c];
             for (o, &w) in out.iter_mut().zip(&self.wt[c * n..(c + 1) * n]) {
-                // One rounding (a fused multiply-add), as the AVX-512 version.
-                *o = xv.mul_add(f32::from_bits(u32::from(w) << 16), *o);
+                *o += xv * f32::from_bits(u32::from(w) << 16);
             }
         }
     }
 
-    /// [`Part::row`]'s sums (bias, then each channel's x · w fused into the sum, in the
-    /// same order: the same bits), 64 columns at a time in registers across all the
+    /// [`Part::row`]'s sums (bias, then each channel's x · w as a multiply and an add, in
+    /// the same order: the same bits), 64 columns at a time in registers across all the
     /// row's channels, so that `out` is written once rather than once per channel.
     ///
     /// # Safety
     /// The CPU must support AVX-512F, BW and VL; the row lies within what
     /// [`Part::start`] asserts.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn row_avx512(&self, r: usize, out: &mut [f32], bias: Option<&[f32]>) {
         let n = self.n;
         let mut uses = [(0usize, 0.0f32); OUTLIERS];
@@ -315,7 +296,7 @@ unsafe fn columns<const NV: usize>(t: &RowPart, j0: usize, last: u16) {
         for (v, a) in acc.iter_mut().enumerate() {
             let h = _mm256_maskz_loadu_epi16(lanes(v), row.add(16 * v).cast());
             let w = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)));
-            *a = _mm512_fmadd_ps(xv, w, *a);
+            *a = _mm512_add_ps(*a, _mm512_mul_ps(xv, w));
         }
     }
     for (v, &a) in acc.iter().enumerate() {
