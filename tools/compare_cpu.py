@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Compare bertrt with ONNX Runtime and PyTorch on the CPU: speed and accuracy.
+"""Compare bertrt with OpenVINO, ONNX Runtime, CTranslate2 and PyTorch on the CPU, in
+every precision: speed, accuracy, peak memory, and the distance to the machine's limit.
 
 Every engine runs the same BertModel weights on the same inputs, in one run:
 
@@ -18,6 +19,20 @@ Every engine runs the same BertModel weights on the same inputs, in one run:
                torch.set_num_threads(--threads).
 * torch.compile  only with --torch-compile (compiling takes about a minute per
                model and shape on a small machine).
+* --peers (all by default; tools/compare_peers.py says how each is set up):
+  OpenVINO and OpenVINO-bf16 (the export, static shapes, INFERENCE_PRECISION_HINT f32
+  or bf16), OpenVINO-int8 (NNCF post-training quantization), ORT-int8 (quantize_dynamic,
+  per-channel int8 weights), CT2 and CT2-int8 (CTranslate2, compute_type float32 / int8).
+
+Tables are per precision (f32, bf16, int8): each engine's time, bertrt's against the
+fastest peer of the same precision, and the floor: the forward's FLOPs (the linears and
+the two attention products) over this machine's measured peak for that precision's widest
+instruction (`cargo build --release --example cpu_peak`: f32 FMA, bf16 `vdpbf16ps`, int8
+`vpdpbusd`, all threads), with the share of that peak bertrt reaches.
+
+Peak RSS: after the timing, each engine runs alone in a fresh process (the probe of
+tools/compare_peers.py) at the model's largest shape: set up, one forward, its high-water
+mark; a bare Python with numpy is printed for scale. Skip with --no-rss.
 
 Inputs are bertrt bench's deterministic ids (full attention masks, token type 0).
 Python engines get --warmup untimed runs, then the median of --iters wall-clock
@@ -42,16 +57,20 @@ The bertrt cache is $BERTRT_CACHE, else $XDG_CACHE_HOME/bertrt, else ~/.cache/be
 
 Setup and use, from the repository root:
 
-    cargo build --release --bin bertrt
+    cargo build --release --bin bertrt --example cpu_peak
     python -m venv .venv-compare
     .venv-compare/bin/pip install -r tools/requirements-compare.txt
-    nice -n 19 .venv-compare/bin/python tools/compare_cpu.py --threads 2 --iters 10
+    nice -n 19 .venv-compare/bin/python tools/compare_cpu.py --json run.json --markdown
 
 Options: --threads N (2), --iters N (10), --rounds N (3), --warmup N (2), --bertrt PATH
-(./target/release/bertrt), --bertrt-dtypes LIST (f32; e.g. f32,bf16,int8),
---models LIST (minilm,bert-base), --shapes LIST
-(1x128,8x128,32x128), --accuracy-shape BxL (2x128), --no-ort-fused,
---torch-compile, --json FILE (save every number).
+(./target/release/bertrt), --bertrt-dtypes LIST (f32,bf16,int8), --peers LIST (all of
+openvino,openvino-bf16,openvino-int8,ort-int8,ct2,ct2-int8, or none), --calibration N (32
+NNCF calibration inputs), --models LIST (minilm,bert-base), --shapes LIST
+(1x128,8x128,32x128,1x512: every model but bert-base), --bert-base-shapes LIST
+(1x128,8x128), --accuracy-shape BxL (2x128), --peak PATH
+(./target/release/examples/cpu_peak), --no-rss, --no-ort-fused, --torch-compile,
+--json FILE (save every number), --markdown (also print the README's tables),
+--render FILE (print a saved run's report and tables, and stop).
 """
 
 from __future__ import annotations
@@ -68,6 +87,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -744,7 +764,16 @@ def main() -> int:
                         help="skip the onnxruntime.transformers-optimized ORT column")
     parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--json", type=Path, help="also save every number to this file")
+    parser.add_argument("--markdown", action="store_true", help="also print the README's tables")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="print the report and the README's tables of a saved run, and stop")
     args = parser.parse_args()
+    if args.render:
+        report = json.loads(args.render.read_text())
+        report.setdefault("engines", default_engines())
+        print_report(report)
+        print_markdown(report)
+        return 0
     if args.threads < 1 or args.iters < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--threads, --iters and --rounds must be >= 1, --warmup >= 0")
     shapes = parse_shapes(args.shapes)
@@ -779,8 +808,7 @@ def main() -> int:
     engines.append(("pytorch", "PyTorch"))
     if args.torch_compile:
         engines.append(("torch_compile", "compile"))
-    engines += [(PEERS[p], p.replace("openvino", "OpenVINO").replace("ort", "ORT").replace("ct2", "CT2"))
-                for p in PEERS if p in chosen]
+    engines += [(PEERS[p], peer_title(p)) for p in PEERS if p in chosen]
 
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -818,33 +846,46 @@ def main() -> int:
     if hasattr(os, "getloadavg"):
         machine["loadavg_end"] = list(os.getloadavg())
 
-    # The report.
-    v = report["versions"]
+    report["engines"] = engines
+    print_report(report)
+    if args.markdown:
+        print_markdown(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nsaved {args.json}")
+    return 0
+
+
+def print_report(report: dict) -> None:
+    """The text report of a run (also of a saved one, with --render)."""
+    engines = [tuple(e) for e in report["engines"]]
+    machine, v = report["machine"], report["versions"]
+    threads, rounds, iters, warmup = machine["threads"], report["rounds"], report["iters"], report["warmup"]
     print()
-    print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs available; threads per engine: {args.threads}"
+    print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs available; threads per engine: {threads}"
           + (f"; 1-minute load average {machine['loadavg_start'][0]:.2f} at the start, "
-             f"{machine['loadavg_end'][0]:.2f} at the end (this run adds about {args.threads})"
-             if machine["loadavg_start"] else ""))
+             f"{machine['loadavg_end'][0]:.2f} at the end (this run adds about {threads})"
+             if machine.get("loadavg_start") and machine.get("loadavg_end") else ""))
     print(f"versions: {v.get('bertrt', '?')}"
           + (f" (tree {v['repo_commit']})" if "repo_commit" in v else "")
           + ", " + ", ".join(f"{k} {v[k]}" for k in PACKAGES if k in v)
           + f", python {v['python']}")
-    peak = machine["peak_gops"]
+    peak = machine.get("peak_gops")
     if peak:
         print("measured peaks (cpu_peak, all threads, GOP/s): "
-              + ", ".join(f"{k} {v:.0f}" for k, v in peak.items() if k != "threads" and v))
-    print(f"timing: {args.rounds} interleaved round{'s' if args.rounds != 1 else ''}, each the median of "
-          f"{args.iters} wall-clock runs (Python engines after {args.warmup} warm-up "
-          f"run{'s' if args.warmup != 1 else ''}, bertrt after its one); the median round is shown; "
+              + ", ".join(f"{k} {x:.0f}" for k, x in peak.items() if k != "threads" and x))
+    print(f"timing: {rounds} interleaved round{'s' if rounds != 1 else ''}, each the median of "
+          f"{iters} wall-clock runs (Python engines after {warmup} warm-up "
+          f"run{'s' if warmup != 1 else ''}, bertrt after its one); the median round is shown; "
           "ratios < 1 mean bertrt is faster")
-    if report["bertrt_binary_changed"]:
-        print(f"note: {args.bertrt} was rebuilt during the run; the run used a copy taken at its start")
+    if report.get("bertrt_binary_changed"):
+        print("note: bertrt was rebuilt during the run; the run used a copy taken at its start")
     start_load = machine.get("loadavg_start")
-    if start_load and start_load[0] > max(machine["cpus"] - args.threads, 0) + 1.0:
+    if start_load and start_load[0] > max(machine["cpus"] - threads, 0) + 1.0:
         print(f"warning: 1-minute load average {start_load[0]:.2f} on {machine['cpus']} CPUs at the start: "
               "other work shared the CPUs, so the timings are unreliable (PyTorch's OpenMP threads suffer most)")
-    for spec, res in report["models"].items():
-        config = transformers.BertConfig(**res["config"])
+    for res in report["models"].values():
+        config = SimpleNamespace(**res["config"])
         print_tables(res["label"], config, res["timings"], engines, peak)
         acc = res["accuracy"]
         b, l = acc["shape"]
@@ -853,7 +894,7 @@ def main() -> int:
         cosines = res.get("embedding_cosine", {})
         for key, title in engines:
             value, cos = acc.get(key), cosines.get(key)
-            print(f"  {title:<12} {'n/a' if value is None else f'{value:.3e}':>10}  "
+            print(f"  {title:<14} {'n/a' if value is None else f'{value:.3e}':>10}  "
                   f"{'n/a' if cos is None else f'{cos:.6f}'}")
         if res.get("peak_rss_mib"):
             rss = res["peak_rss_mib"]
@@ -862,10 +903,74 @@ def main() -> int:
             print("  " + ", ".join(f"{title} {rss[key]:.0f}" for key, title in engines if key in rss))
         for note in res["notes"]:
             print(f"  note: {note}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nsaved {args.json}")
-    return 0
+
+
+def print_markdown(report: dict) -> None:
+    """The README's tables: one per precision (every model and shape, every engine of
+    that precision, bertrt against the fastest peer, the floor), accuracy, peak RSS."""
+    engines = [tuple(e) for e in report["engines"]]
+    peak = report["machine"].get("peak_gops") or {}
+    models = list(report["models"].values())
+    short = {"bert-base": "BERT-base shape"}
+    names = [short.get(spec, res["label"]) for spec, res in report["models"].items()]
+    for group in ("f32", "bf16", "int8"):
+        members = [(k, t) for k, t in engines if peers.precision(k) == group]
+        theirs = [k for k, _ in members if not k.startswith("bertrt")]
+        if not members:
+            continue
+        gops = peak.get(PEAK_OF[group])
+        print(f"\n{group}, ms:\n")
+        head = ["model", "batch x tokens"] + [t for _, t in members]
+        head += ["bertrt / fastest peer", "floor ms (bertrt's share of peak)"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for name, res in zip(names, models):
+            for row in res["timings"]:
+                ours = next((row.get(k) for k, _ in members if k.startswith("bertrt")), None)
+                best = min((row[k] for k in theirs if row.get(k) is not None), default=None)
+                floor = row["gflop"] / gops * 1e3 if gops else None
+                cells = [name, row["shape"].replace("x", " x ")]
+                cells += [md_ms(row.get(k)) for k, _ in members]
+                cells.append(fmt_ratio(ours, best))
+                cells.append("n/a" if floor is None or ours is None
+                             else f"{md_ms(floor)} ({100 * floor / ours:.0f}%)")
+                print("| " + " | ".join(cells) + " |")
+    print("\naccuracy against float64 transformers (last_hidden_state max |diff|, lowest "
+          "mean-pooled embedding cosine):\n")
+    print("| engine | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(models))
+    for key, title in engines:
+        cells = []
+        for res in models:
+            d, cos = res["accuracy"].get(key), res.get("embedding_cosine", {}).get(key)
+            cells.append("n/a" if d is None else f"{d:.1e} / {cos:.6f}")
+        print(f"| {title} | " + " | ".join(cells) + " |")
+    print("\npeak RSS, MiB (each engine alone in a fresh process, one forward):\n")
+    print("| engine | " + " | ".join(f"{name} {res.get('peak_rss_shape', '').replace('x', ' x ')}"
+                                    for name, res in zip(names, models)) + " |")
+    print("|---|" + "---|" * len(models))
+    for key, title in engines:
+        cells = [f"{res.get('peak_rss_mib', {})[key]:.0f}" if key in res.get("peak_rss_mib", {}) else "n/a"
+                 for res in models]
+        print(f"| {title} | " + " | ".join(cells) + " |")
+
+
+def md_ms(value) -> str:
+    """Milliseconds to about three significant digits."""
+    if value is None:
+        return "n/a"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def default_engines() -> list[tuple[str, str]]:
+    """The engines of a run with the default options (for a saved run without its list)."""
+    engines = [(bertrt_key(d), "bertrt" if d == "f32" else f"bertrt-{d}") for d in ("f32", "bf16", "int8")]
+    engines += [("ort", "ORT"), ("ort_fused", "ORT-fused"), ("pytorch", "PyTorch")]
+    return engines + [(PEERS[p], peer_title(p)) for p in PEERS]
+
+
+def peer_title(name: str) -> str:
+    return name.replace("openvino", "OpenVINO").replace("ort", "ORT").replace("ct2", "CT2")
 
 
 if __name__ == "__main__":
