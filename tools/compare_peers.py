@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -186,7 +187,7 @@ def probe(args) -> dict:
     feed = random_feed(*shape, spec["vocab"], 0)
     if key.startswith("bertrt"):
         dtype = "f32" if key == "bertrt" else key.split("_", 1)[1]
-        env = dict(__import__("os").environ, RAYON_NUM_THREADS=str(args.threads))
+        env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
         subprocess.run([spec["bertrt"], "bench", "--model", spec["folder"], "--shapes", args.shape,
                         "--iters", "1", "--dtype", dtype], check=True, env=env,
                        stdout=subprocess.DEVNULL)

@@ -24,8 +24,12 @@ pub fn pack_keys(kt: &mut Vec<f32>, k: &[f32], k_rs: usize, lk: usize, d: usize)
         "attention: short k"
     );
     let width = lk.next_multiple_of(L);
-    kt.clear();
+    // Every value below lk is written next: only the padding keys need zeros (the buffer
+    // is reused pair after pair, so zeroing all of it would write it twice).
     kt.resize(d * width, 0.0);
+    for row in kt.chunks_exact_mut(width) {
+        row[lk..].fill(0.0);
+    }
     // Whole 8 x 8 blocks by register transposes where the CPU has AVX, the rest (or all)
     // value by value.
     let (mut keys, mut dims) = (0, 0);
@@ -113,10 +117,10 @@ pub fn pack_values(vp: &mut Vec<f32>, v: &[f32], v_rs: usize, lk: usize, d: usiz
         "attention: short v"
     );
     let width = d.next_multiple_of(L);
-    vp.clear();
     vp.resize(lk * width, 0.0);
-    for j in 0..lk {
-        vp[j * width..j * width + d].copy_from_slice(&v[j * v_rs..j * v_rs + d]);
+    for (j, row) in vp.chunks_exact_mut(width).take(lk).enumerate() {
+        row[..d].copy_from_slice(&v[j * v_rs..j * v_rs + d]);
+        row[d..].fill(0.0);
     }
 }
 
@@ -279,7 +283,8 @@ mod tests {
         lk: usize,
         d: usize,
     ) {
-        let mut kt = Vec::new();
+        // A reused buffer holds an earlier pair's values: start from NaN garbage.
+        let mut kt = vec![f32::NAN; 5000];
         pack_keys(&mut kt, k, k_rs, lk, d);
         scores_with(isa, s, q, q_rs, &kt, lq, lk, d);
     }
@@ -295,7 +300,7 @@ mod tests {
         lk: usize,
         d: usize,
     ) {
-        let mut vp = Vec::new();
+        let mut vp = vec![f32::NAN; 5000];
         pack_values(&mut vp, v, v_rs, lk, d);
         context_with(isa, c, p, &vp, lq, lk, d);
     }
