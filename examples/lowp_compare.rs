@@ -1,7 +1,8 @@
 //! f32 vs bf16 vs int8 linears on a shared, noisy machine: for each BERT dense shape the
-//! three packed GEMMs run alternately, REPS times each, and the fastest run of each is
-//! reported in GFLOP/s (the run least disturbed by other load) with the speed-ups over
-//! f32. The low-precision times include converting (bf16) or quantizing (int8) x.
+//! packed GEMMs (f32, then bf16 and int8 on every fast path this CPU has: AMX and
+//! AVX-512) run alternately, REPS times each, and the fastest run of each is reported in
+//! GFLOP/s (the run least disturbed by other load) with the speed-ups over f32. The
+//! low-precision times include converting (bf16) or quantizing (int8) x.
 //! `cargo run --release --example lowp_compare -- [THREADS] [REPS] [ROWS...]`.
 
 use bertrt::backend::cpu::gemm::bf16::{linear_bf16_with, PackedBf16};
@@ -12,6 +13,19 @@ mod common;
 
 use common::{operands, seconds, SHAPES};
 
+/// The fast paths `supported` allows, fastest first (the portable one only when no
+/// other runs).
+fn paths(supported: fn(Path) -> bool) -> Vec<Path> {
+    let fast: Vec<Path> = [Path::Amx, Path::Native]
+        .into_iter()
+        .filter(|&p| supported(p))
+        .collect();
+    match fast.is_empty() {
+        true => vec![Path::Portable],
+        false => fast,
+    }
+}
+
 fn main() {
     let common::Args {
         threads,
@@ -19,14 +33,17 @@ fn main() {
         rows: rows_list,
         pool,
     } = common::args();
-    let bf16_path = Path::best(Path::bf16_supported);
-    let int8_path = Path::best(Path::int8_supported);
-    println!("threads {threads}, best of {reps} alternating runs; GFLOP/s");
-    println!("bf16 path {bf16_path:?}, int8 path {int8_path:?}");
-    println!(
-        "{:>16} {:>8} {:>8} {:>8} {:>9} {:>9}",
-        "rows x k x n", "f32", "bf16", "int8", "bf16/f32", "int8/f32"
-    );
+    let bf16_paths = paths(Path::bf16_supported);
+    let int8_paths = paths(Path::int8_supported);
+    println!("threads {threads}, best of {reps} alternating runs; GFLOP/s (x f32)");
+    let mut header = format!("{:>16} {:>8}", "rows x k x n", "f32");
+    for p in &bf16_paths {
+        header += &format!(" {:>16}", format!("bf16 {p:?}"));
+    }
+    for p in &int8_paths {
+        header += &format!(" {:>16}", format!("int8 {p:?}"));
+    }
+    println!("{header}");
     for &rows in &rows_list {
         for (k, n) in SHAPES {
             let (x, w, b) = operands(rows, k, n);
@@ -34,32 +51,43 @@ fn main() {
             let bf16w = PackedBf16::pack(&w, n, k).expect("sizes match");
             let int8w = PackedInt8::pack(&w, n, k).expect("sizes match");
             let mut out = vec![0.0; rows * n];
-            let mut best = [f64::INFINITY; 3];
             let bias = Some(&b[..]);
+            let mut runs: Vec<Box<dyn FnMut(&mut [f32]) + Send>> = vec![Box::new(|out| {
+                linear_with(Isa::detect(), threads, &x, rows, &f32w, bias, None, out)
+            })];
+            for &p in &bf16_paths {
+                let (x, w) = (&x, &bf16w);
+                runs.push(Box::new(move |out| {
+                    linear_bf16_with(p, threads, x, rows, w, bias, None, out)
+                }));
+            }
+            for &p in &int8_paths {
+                let (x, w) = (&x, &int8w);
+                runs.push(Box::new(move |out| {
+                    linear_int8_with(p, threads, x, rows, w, bias, None, out)
+                }));
+            }
+            let mut best = vec![f64::INFINITY; runs.len()];
             pool.install(|| {
                 for _ in 0..reps {
-                    best[0] = best[0].min(seconds(&mut || {
-                        let isa = Isa::detect();
-                        linear_with(isa, threads, &x, rows, &f32w, bias, None, &mut out)
-                    }));
-                    best[1] = best[1].min(seconds(&mut || {
-                        linear_bf16_with(bf16_path, threads, &x, rows, &bf16w, bias, None, &mut out)
-                    }));
-                    best[2] = best[2].min(seconds(&mut || {
-                        linear_int8_with(int8_path, threads, &x, rows, &int8w, bias, None, &mut out)
-                    }));
+                    for (run, best) in runs.iter_mut().zip(best.iter_mut()) {
+                        *best = best.min(seconds(&mut || run(&mut out)));
+                    }
                 }
             });
             let flop = 2.0 * (rows * k * n) as f64;
-            println!(
-                "{:>16} {:>8.1} {:>8.1} {:>8.1} {:>9.2} {:>9.2}",
+            let mut line = format!(
+                "{:>16} {:>8.1}",
                 format!("{rows}x{k}x{n}"),
-                flop / best[0] / 1e9,
-                flop / best[1] / 1e9,
-                flop / best[2] / 1e9,
-                best[0] / best[1],
-                best[0] / best[2],
+                flop / best[0] / 1e9
             );
+            for &t in &best[1..] {
+                line += &format!(
+                    " {:>16}",
+                    format!("{:.1} ({:.2})", flop / t / 1e9, best[0] / t)
+                );
+            }
+            println!("{line}");
         }
     }
 }

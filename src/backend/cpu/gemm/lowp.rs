@@ -16,6 +16,10 @@ const PARALLEL_PACK: usize = 1 << 16;
 /// loops for machines without the instructions, slower but equally accurate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
+    /// Intel AMX tiles (AMX-BF16, AMX-INT8) with AVX-512 around them: 32-row tiles of C.
+    /// int8 gives exactly the AVX-512 path's results (integer sums); bf16 adds the same
+    /// exact products in another order.
+    Amx,
     /// AVX-512 with the dtype's dot-product instructions (AVX512-BF16 for bf16,
     /// AVX512-VNNI for int8).
     Native,
@@ -24,33 +28,53 @@ pub enum Path {
 }
 
 impl Path {
-    /// `self` if `supported(self)`, else the portable path (which every CPU runs).
-    pub fn or_portable(self, supported: impl Fn(Path) -> bool) -> Path {
-        match supported(self) {
-            true => self,
-            false => Path::Portable,
-        }
+    /// `self` if `supported(self)`, else the next slower path that is (AMX, then AVX-512,
+    /// then the portable path, which every CPU runs).
+    pub fn or_fallback(self, supported: impl Fn(Path) -> bool) -> Path {
+        let chain: &[Path] = match self {
+            Path::Amx => &[Path::Amx, Path::Native],
+            Path::Native => &[Path::Native],
+            Path::Portable => &[],
+        };
+        chain
+            .iter()
+            .copied()
+            .find(|&p| supported(p))
+            .unwrap_or(Path::Portable)
     }
 
     /// The fastest path this CPU supports, by `supported` (e.g. [`Path::int8_supported`]).
     pub fn best(supported: impl Fn(Path) -> bool) -> Path {
-        Path::Native.or_portable(supported)
+        Path::Amx.or_fallback(supported)
     }
 
     /// The instruction set of the product's epilogue (bias and activation): AVX-512 on
     /// the native path, else the best this CPU has.
     pub(super) fn epilogue_isa(self) -> Isa {
         match self {
-            Path::Native => Isa::Avx512,
+            Path::Amx | Path::Native => Isa::Avx512,
             Path::Portable => Isa::detect(),
         }
     }
 }
 
+/// Rows the converted activations are padded to (the AMX kernels read whole 32-row
+/// tiles; the padding rows' results are never stored).
+pub(super) const ROWS_PAD: usize = 32;
+
+/// Each converted activation row is zero padded to a multiple of this many bytes, and
+/// each panel's k to a multiple of 16 group rows: the AMX kernels take k in steps of a
+/// 64-byte tile row, and zeros times zeros add nothing.
+pub(super) const K_PAD_BYTES: usize = 64;
+
+/// Group rows a panel's k is padded to.
+const PANEL_K_ROWS: usize = 16;
+
 /// Weight columns cut into panels of [`NR`] columns, each holding, for every group of
 /// `group` consecutive k, the group's values of column 0, then of column 1, ... (the
-/// operand layout of `vdpbf16ps` with group 2 and of `vpdpbusd` with group 4). k is
-/// zero-padded to whole groups and columns past n are zero. Panels start on a 64-byte
+/// operand layout of `vdpbf16ps` with group 2 and of `vpdpbusd` with group 4, and of
+/// AMX's B tiles). k is zero-padded to a multiple of 16 groups and columns past n are
+/// zero. Panels start on a 64-byte
 /// boundary, and a group row (NR * group values) is a whole number of cache lines for
 /// 2-byte values in pairs and 1-byte values in quads.
 #[derive(Debug, Clone)]
@@ -65,7 +89,7 @@ pub(super) struct Panels<T> {
 impl<T: Copy + Default + Send + Sync> Panels<T> {
     /// Packs the [n, k] weight whose value at (column, kk) is `value(column, kk)`.
     pub fn new(n: usize, k: usize, group: usize, value: impl Fn(usize, usize) -> T + Sync) -> Self {
-        let size = k.div_ceil(group) * group * NR;
+        let size = Self::panel_len(k, group);
         let len = n.div_ceil(NR) * size;
         let line = (64 / std::mem::size_of::<T>()).max(1);
         let mut data = vec![T::default(); len + line];
@@ -106,9 +130,14 @@ impl<T: Copy + Default + Send + Sync> Panels<T> {
         self.k
     }
 
-    /// Panel `p`: k / group (rounded up) rows of NR * group values.
+    /// Values in one panel: k / group rounded up to a multiple of 16 rows, of NR * group.
+    fn panel_len(k: usize, group: usize) -> usize {
+        k.div_ceil(group).next_multiple_of(PANEL_K_ROWS) * group * NR
+    }
+
+    /// Panel `p`: k / group rows of NR * group values (then zero rows to the padding).
     pub fn panel(&self, p: usize) -> &[T] {
-        let size = self.k.div_ceil(self.group) * self.group * NR;
+        let size = Self::panel_len(self.k, self.group);
         &self.data[self.start + p * size..self.start + (p + 1) * size]
     }
 }
@@ -147,7 +176,7 @@ mod tests {
             for panel in 0..2 {
                 let data = p.panel(panel);
                 assert_eq!(data.as_ptr() as usize % 64, 0);
-                assert_eq!(data.len(), k.div_ceil(group) * group * NR);
+                assert_eq!(data.len(), PANEL_K_ROWS * group * NR);
                 for (i, &v) in data.iter().enumerate() {
                     let (g, j, t) = (i / (NR * group), (i / group) % NR, i % group);
                     let (col, kk) = (panel * NR + j, g * group + t);

@@ -52,6 +52,8 @@ mod pack;
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -211,7 +213,7 @@ trait Kernel: Sync {
     fn n(&self) -> usize;
     /// Reduction length.
     fn k(&self) -> usize;
-    /// Rows of the register tile (at most 8, the edge tile's height).
+    /// Rows of the register tile (at most 32, the edge tile's height).
     fn mr(&self) -> usize;
     /// Bytes per packed weight value (and per converted activation value).
     fn elem_bytes(&self) -> usize;
@@ -493,7 +495,7 @@ impl<K: Kernel> Ctx<'_, K> {
     /// A tile of the ragged last panel (`cols` < NR): computed in a stack tile of full
     /// width, then its first `cols` columns copied to the output.
     fn edge_tile(&self, mut tile: Job, cols: usize) {
-        const MAX_MR: usize = 8;
+        const MAX_MR: usize = 32;
         let mut tmp = [0.0f32; MAX_MR * NR];
         let mut bias = [0.0f32; NR];
         let out = tile.c;

@@ -5,7 +5,8 @@
 //! - w is packed once into [`NR`]-column panels of k pairs ([`PackedBf16`]): for each pair
 //!   (2q, 2q + 1), column j's two values side by side, the B operand of `vdpbf16ps`.
 //! - x is rounded to bf16 (round to nearest even) row by row into per-thread scratch,
-//!   k padded with zeros to a whole pair; the microkernel broadcasts one pair per row.
+//!   k padded with zeros to a whole 64-byte tile row; the AVX-512 microkernel broadcasts
+//!   one pair per row, the AMX one ([`super::amx`]) takes 32-row tiles of it.
 //! - The blocked driver, tasks and epilogue are the f32 GEMM's ([`super::drive`]).
 //!
 //! Rounding both operands to bf16 (8 significant bits) is the only approximation: each
@@ -14,6 +15,8 @@
 //! typical error far smaller, about 2^-8 · sqrt(sum (x w)^2)).
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod portable;
 
@@ -21,7 +24,9 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::lowp::{convert_parallel, with_scratch, Panels, Path, CONVERT_ROWS};
+use super::lowp::{
+    convert_parallel, with_scratch, Panels, Path, CONVERT_ROWS, K_PAD_BYTES, ROWS_PAD,
+};
 use super::{drive, Isa, Job, Kernel, Start, NR};
 use crate::config::Activation;
 
@@ -76,6 +81,8 @@ impl Path {
     pub fn bf16_supported(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
+            Path::Amx => Path::Native.bf16_supported() && super::amx::bf16(),
+            #[cfg(target_arch = "x86_64")]
             Path::Native => {
                 is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
@@ -83,13 +90,13 @@ impl Path {
             }
             Path::Portable => true,
             #[cfg(not(target_arch = "x86_64"))]
-            Path::Native => false,
+            Path::Amx | Path::Native => false,
         }
     }
 }
 
 thread_local! {
-    /// x rounded to bf16, rows of k padded to a whole pair.
+    /// x rounded to bf16, rows of k padded to a whole tile row, rows to [`ROWS_PAD`].
     static SCRATCH: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -106,7 +113,7 @@ pub fn linear_bf16(
     out: &mut [f32],
 ) {
     linear_bf16_with(
-        Path::Native,
+        Path::Amx,
         rayon::current_num_threads(),
         x,
         rows,
@@ -132,12 +139,12 @@ pub fn linear_bf16_with(
 ) {
     let k = w.k();
     assert!(x.len() >= rows * k, "linear: x shorter than rows * k");
-    let path = path.or_portable(Path::bf16_supported);
-    let lda = k.next_multiple_of(2);
+    let path = path.or_fallback(Path::bf16_supported);
+    let lda = k.next_multiple_of(K_PAD_BYTES / 2);
     with_scratch(&SCRATCH, |a| {
-        a.resize(rows * lda, 0);
+        a.resize(rows.next_multiple_of(ROWS_PAD) * lda, 0);
         round_rows(
-            path == Path::Native,
+            path != Path::Portable,
             &x[..rows * k],
             k,
             &mut a[..rows * lda],
@@ -218,6 +225,8 @@ impl Kernel for Bf16Kernel<'_> {
     fn mr(&self) -> usize {
         match self.path {
             #[cfg(target_arch = "x86_64")]
+            Path::Amx => amx::MR,
+            #[cfg(target_arch = "x86_64")]
             Path::Native => avx512::MR,
             _ => portable::MR,
         }
@@ -226,7 +235,9 @@ impl Kernel for Bf16Kernel<'_> {
         2
     }
     fn k_step(&self) -> usize {
-        2
+        // Whole tile rows, on every path: the k-blocks (and so the rounding) are the
+        // same whichever kernel runs.
+        K_PAD_BYTES / 2
     }
     fn isa(&self) -> Isa {
         self.path.epilogue_isa()
@@ -250,6 +261,11 @@ impl Kernel for Bf16Kernel<'_> {
             // a multiple of 64 bytes from an aligned panel.
             #[cfg(target_arch = "x86_64")]
             Path::Native => avx512::tile(&t),
+            // SAFETY: as above, and AMX reads whole tiles inside the padding: rows to
+            // ROWS_PAD (job rows start at multiples of MR), k to whole tile rows (k0 is a
+            // multiple of the k-step) in the scratch and in the panel.
+            #[cfg(target_arch = "x86_64")]
+            Path::Amx => amx::tile(&t),
             // SAFETY: as above.
             _ => portable::tile(&t),
         }

@@ -11,7 +11,7 @@ use crate::backend::cpu::gemm::lowp_check::{check, operands, shapes, Operands, A
 use crate::backend::cpu::gemm::tests::random;
 
 fn paths() -> Vec<Path> {
-    [Path::Native, Path::Portable]
+    [Path::Amx, Path::Native, Path::Portable]
         .into_iter()
         .filter(|p| p.bf16_supported())
         .collect()

@@ -7,7 +7,7 @@
 //! - x is quantized per row on each call, asymmetric (the u8 operand): u = round(x / t) + z
 //!   clamped to [0, 255], with [lo, hi] = [min(x, 0), max(x, 0)], t = (hi - lo) / 255 and
 //!   the zero point z = round(-lo / t), so 0 is exact and a row of only positive values
-//!   (after GELU, say) uses all 256 levels. k is padded to a whole quad.
+//!   (after GELU, say) uses all 256 levels. k is zero padded to a whole 64-byte tile row.
 //! - sum_k x w ~= t s (sum_k u q - z sum_k q): the accumulators start from -z · colsum on
 //!   the first k-block (the compensation), then take u · q; the epilogue converts them to
 //!   f32, scales by t s and adds the bias (or, on later k-blocks, the partial result).
@@ -21,6 +21,8 @@
 //! in f32 rather than being clamped away.
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod outliers;
 mod portable;
@@ -30,7 +32,9 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::bf16::{from_bf16, to_bf16};
-use super::lowp::{convert_parallel, with_scratch, Panels, Path, CONVERT_ROWS};
+use super::lowp::{
+    convert_parallel, with_scratch, Panels, Path, CONVERT_ROWS, K_PAD_BYTES, ROWS_PAD,
+};
 use super::{drive, Isa, Job, Kernel, Start, NR};
 use crate::config::Activation;
 
@@ -143,6 +147,8 @@ impl Path {
     pub fn int8_supported(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
+            Path::Amx => Path::Native.int8_supported() && super::amx::int8(),
+            #[cfg(target_arch = "x86_64")]
             Path::Native => {
                 is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
@@ -151,7 +157,7 @@ impl Path {
             }
             Path::Portable => true,
             #[cfg(not(target_arch = "x86_64"))]
-            Path::Native => false,
+            Path::Amx | Path::Native => false,
         }
     }
 }
@@ -159,7 +165,7 @@ impl Path {
 /// x quantized per row: rows of `lda` u8 values, each row's scale and zero point.
 #[derive(Debug, Default)]
 pub struct QuantRows {
-    /// Rows of u8 values, `lda` apart.
+    /// Rows of u8 values, `lda` apart (then rows to [`ROWS_PAD`], not cleared).
     pub data: Vec<u8>,
     /// Each row's step t.
     pub scale: Vec<f32>,
@@ -187,7 +193,7 @@ impl QuantRows {
     /// `path`'s instructions (both paths give identical results), leaving the outlier
     /// channels out.
     pub fn quantize(&mut self, path: Path, x: &[f32], rows: usize, k: usize, lda: usize) {
-        self.data.resize(rows * lda, 0);
+        self.data.resize(rows.next_multiple_of(ROWS_PAD) * lda, 0);
         self.scale.resize(rows, 0.0);
         self.zero.resize(rows, 0);
         let per = if k >= outliers::MIN_K {
@@ -198,7 +204,7 @@ impl QuantRows {
         self.per_row = per;
         self.outliers.resize(rows * outliers::OUTLIERS, 0);
         let x = &x[..rows * k];
-        let native = path == Path::Native && path.int8_supported();
+        let native = path != Path::Portable && Path::Native.int8_supported();
         let one = |tmp: &mut Vec<f32>, (((src, dst), skip), (scale, zero)): RowJob| {
             let src = match skip.len() {
                 0 => src,
@@ -302,7 +308,7 @@ pub fn linear_int8(
     out: &mut [f32],
 ) {
     linear_int8_with(
-        Path::Native,
+        Path::Amx,
         rayon::current_num_threads(),
         x,
         rows,
@@ -328,8 +334,8 @@ pub fn linear_int8_with(
 ) {
     let k = w.k();
     assert!(x.len() >= rows * k, "linear: x shorter than rows * k");
-    let path = path.or_portable(Path::int8_supported);
-    let lda = k.next_multiple_of(4);
+    let path = path.or_fallback(Path::int8_supported);
+    let lda = k.next_multiple_of(K_PAD_BYTES);
     with_scratch(&SCRATCH, |q| {
         q.quantize(path, x, rows, k, lda);
         // The outlier channels' exact part first (bias included), row by row; the
@@ -340,7 +346,7 @@ pub fn linear_int8_with(
                 out.len() >= rows * w.n(),
                 "linear: out shorter than rows * n"
             );
-            let native = path == Path::Native;
+            let native = path != Path::Portable;
             let part = outliers::Part {
                 x,
                 k,
@@ -404,6 +410,8 @@ impl Kernel for Int8Kernel<'_> {
     fn mr(&self) -> usize {
         match self.path {
             #[cfg(target_arch = "x86_64")]
+            Path::Amx => amx::MR,
+            #[cfg(target_arch = "x86_64")]
             Path::Native => avx512::MR,
             _ => portable::MR,
         }
@@ -412,7 +420,9 @@ impl Kernel for Int8Kernel<'_> {
         1
     }
     fn k_step(&self) -> usize {
-        4
+        // Whole tile rows, on every path: the k-blocks (and so the rounding) are the
+        // same whichever kernel runs.
+        K_PAD_BYTES
     }
     fn isa(&self) -> Isa {
         self.path.epilogue_isa()
@@ -445,6 +455,11 @@ impl Kernel for Int8Kernel<'_> {
             // aligned panel; the column vectors are padded to whole panels.
             #[cfg(target_arch = "x86_64")]
             Path::Native => avx512::tile(&t),
+            // SAFETY: as above, and AMX reads whole tiles inside the padding: rows to
+            // ROWS_PAD (job rows start at multiples of MR), k to whole tile rows (k0 is a
+            // multiple of the k-step) in the quantized rows and in the panel.
+            #[cfg(target_arch = "x86_64")]
+            Path::Amx => amx::tile(&t),
             // SAFETY: as above.
             _ => portable::tile(&t),
         }

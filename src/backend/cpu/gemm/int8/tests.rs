@@ -12,7 +12,7 @@ use super::*;
 use crate::backend::cpu::gemm::lowp_check::{check, operands, shapes, Operands, ACTS};
 
 fn paths() -> Vec<Path> {
-    [Path::Native, Path::Portable]
+    [Path::Amx, Path::Native, Path::Portable]
         .into_iter()
         .filter(|p| p.int8_supported())
         .collect()
