@@ -1,12 +1,15 @@
 //! This machine's arithmetic peaks, the floors that tools/compare_cpu.py prints beside each
 //! timing: f32 FMA, bf16 dot products (`vdpbf16ps`) and u8 x i8 dot products (`vpdpbusd`),
-//! each as a loop of independent register accumulators on every thread at once.
+//! each as a loop of independent register accumulators on every thread at once, and
+//! where the CPU has AMX, its tile products (`tdpbf16ps`, `tdpbusd`) on six independent
+//! C tiles (operands already in tiles: the arithmetic alone, no loads).
 //!
 //!     cargo run --release --example cpu_peak -- THREADS
 //!
 //! Prints one JSON object: giga-operations per second for each kind the CPU has (a
 //! multiply and an add count as two), e.g.
-//! `{"threads":2,"f32_fma":…,"bf16_dot":…,"int8_dot":…}`. A kind the CPU lacks is null.
+//! `{"threads":2,"f32_fma":…,"bf16_dot":…,"int8_dot":…,"amx_bf16":…,"amx_int8":…}`. A
+//! kind the CPU (or OS) lacks is null.
 
 use std::time::Instant;
 
@@ -22,10 +25,12 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let kinds: [(&str, Option<Kernel>); 3] = [
+    let kinds: [(&str, Option<Kernel>); 5] = [
         ("f32_fma", kernel_f32()),
         ("bf16_dot", kernel_bf16()),
         ("int8_dot", kernel_int8()),
+        ("amx_bf16", kernel_amx(false)),
+        ("amx_int8", kernel_amx(true)),
     ];
     let mut fields = vec![format!("\"threads\":{threads}")];
     for (name, kernel) in kinds {
@@ -37,27 +42,42 @@ fn main() {
     println!("{{{}}}", fields.join(","));
 }
 
-/// A measurement loop and the operations one vector instruction of it performs.
+/// A measurement loop, the operations one instruction of it performs, its instructions
+/// per trip and how many trips to time.
 #[derive(Clone, Copy)]
 struct Kernel {
     run: fn(u64) -> f32,
     ops_per_instruction: f64,
+    per_trip: usize,
+    trips: u64,
+}
+
+impl Kernel {
+    /// A vector kernel: ACC instructions a trip, TRIPS trips.
+    fn vector(run: fn(u64) -> f32, ops_per_instruction: f64) -> Kernel {
+        Kernel {
+            run,
+            ops_per_instruction,
+            per_trip: ACC,
+            trips: TRIPS,
+        }
+    }
 }
 
 /// Best of three: giga-operations per second over every thread together.
 fn measure(kernel: Kernel, threads: usize) -> f64 {
-    (kernel.run)(TRIPS / 20); // warm up clocks and caches
+    (kernel.run)(kernel.trips / 20); // warm up clocks and caches
     let mut best = f64::MAX;
     for _ in 0..3 {
         let start = Instant::now();
         std::thread::scope(|s| {
             for _ in 0..threads {
-                s.spawn(|| std::hint::black_box((kernel.run)(TRIPS)));
+                s.spawn(|| std::hint::black_box((kernel.run)(kernel.trips)));
             }
         });
         best = best.min(start.elapsed().as_secs_f64());
     }
-    let instructions = (TRIPS * ACC as u64 * threads as u64) as f64;
+    let instructions = (kernel.trips * kernel.per_trip as u64 * threads as u64) as f64;
     instructions * kernel.ops_per_instruction / best / 1e9
 }
 
@@ -65,17 +85,11 @@ fn measure(kernel: Kernel, threads: usize) -> f64 {
 fn kernel_f32() -> Option<Kernel> {
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F is present (checked above).
-        return Some(Kernel {
-            run: |n| unsafe { x86::fma512(n) },
-            ops_per_instruction: 32.0,
-        });
+        return Some(Kernel::vector(|n| unsafe { x86::fma512(n) }, 32.0));
     }
     if std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: AVX and FMA are present (checked above).
-        return Some(Kernel {
-            run: |n| unsafe { x86::fma256(n) },
-            ops_per_instruction: 16.0,
-        });
+        return Some(Kernel::vector(|n| unsafe { x86::fma256(n) }, 16.0));
     }
     None
 }
@@ -84,19 +98,36 @@ fn kernel_f32() -> Option<Kernel> {
 fn kernel_bf16() -> Option<Kernel> {
     let ok = std::arch::is_x86_feature_detected!("avx512bf16");
     // SAFETY: AVX-512F and AVX512-BF16 are present (checked above).
-    ok.then_some(Kernel {
-        run: |n| unsafe { x86::bf16_512(n) },
-        ops_per_instruction: 64.0,
-    })
+    ok.then_some(Kernel::vector(|n| unsafe { x86::bf16_512(n) }, 64.0))
 }
 
 #[cfg(target_arch = "x86_64")]
 fn kernel_int8() -> Option<Kernel> {
     let ok = std::arch::is_x86_feature_detected!("avx512vnni");
     // SAFETY: AVX-512F and AVX512-VNNI are present (checked above).
+    ok.then_some(Kernel::vector(|n| unsafe { x86::vnni512(n) }, 128.0))
+}
+
+/// AMX tile products: `int8` picks `tdpbusd` (16 x 16 x 64 multiply-adds) over
+/// `tdpbf16ps` (16 x 16 x 32); None without AMX or the OS's permission.
+#[cfg(target_arch = "x86_64")]
+fn kernel_amx(int8: bool) -> Option<Kernel> {
+    // The library's detection (CPUID, then the tile-state request to Linux).
+    let ok = match int8 {
+        true => bertrt::backend::cpu::gemm::Path::Amx.int8_supported(),
+        false => bertrt::backend::cpu::gemm::Path::Amx.bf16_supported(),
+    };
+    let run: fn(u64) -> f32 = match int8 {
+        // SAFETY: AMX-INT8 runs and the OS granted the tile state (checked above).
+        true => |n| unsafe { x86::amx(n, true) },
+        // SAFETY: AMX-BF16 runs and the OS granted the tile state (checked above).
+        false => |n| unsafe { x86::amx(n, false) },
+    };
     ok.then_some(Kernel {
-        run: |n| unsafe { x86::vnni512(n) },
-        ops_per_instruction: 128.0,
+        run,
+        ops_per_instruction: if int8 { 32768.0 } else { 16384.0 },
+        per_trip: 6,
+        trips: TRIPS / 200,
     })
 }
 
@@ -112,6 +143,11 @@ fn kernel_bf16() -> Option<Kernel> {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn kernel_int8() -> Option<Kernel> {
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn kernel_amx(_int8: bool) -> Option<Kernel> {
     None
 }
 
@@ -182,5 +218,45 @@ mod x86 {
             }
         }
         acc.iter().map(|&v| _mm512_reduce_add_epi32(v) as f32).sum()
+    }
+
+    /// Six independent tile products a trip on tiles 0..5 from tiles 6 and 7 (whatever
+    /// they hold: the time does not depend on the values).
+    ///
+    /// # Safety
+    /// The CPU runs the instruction and the OS granted the tile state.
+    pub unsafe fn amx(trips: u64, int8: bool) -> f32 {
+        use std::arch::asm;
+        let mut config = [0u8; 64];
+        config[0] = 1;
+        for t in 0..8 {
+            config[16 + 2 * t] = 64;
+            config[48 + t] = 16;
+        }
+        asm!("ldtilecfg [{0}]", in(reg) config.as_ptr(), options(nostack, readonly));
+        for _ in 0..trips {
+            match int8 {
+                true => asm!(
+                    "tdpbusd tmm0, tmm6, tmm7",
+                    "tdpbusd tmm1, tmm6, tmm7",
+                    "tdpbusd tmm2, tmm6, tmm7",
+                    "tdpbusd tmm3, tmm6, tmm7",
+                    "tdpbusd tmm4, tmm6, tmm7",
+                    "tdpbusd tmm5, tmm6, tmm7",
+                    options(nostack, nomem)
+                ),
+                false => asm!(
+                    "tdpbf16ps tmm0, tmm6, tmm7",
+                    "tdpbf16ps tmm1, tmm6, tmm7",
+                    "tdpbf16ps tmm2, tmm6, tmm7",
+                    "tdpbf16ps tmm3, tmm6, tmm7",
+                    "tdpbf16ps tmm4, tmm6, tmm7",
+                    "tdpbf16ps tmm5, tmm6, tmm7",
+                    options(nostack, nomem)
+                ),
+            }
+        }
+        asm!("tilerelease", options(nostack, nomem));
+        0.0
     }
 }

@@ -13,6 +13,9 @@ mod common;
 
 use common::{operands, seconds, SHAPES};
 
+/// One product to time, writing into the given output.
+type Run<'a> = Box<dyn FnMut(&mut [f32]) + Send + 'a>;
+
 /// The fast paths `supported` allows, fastest first (the portable one only when no
 /// other runs).
 fn paths(supported: fn(Path) -> bool) -> Vec<Path> {
@@ -52,7 +55,7 @@ fn main() {
             let int8w = PackedInt8::pack(&w, n, k).expect("sizes match");
             let mut out = vec![0.0; rows * n];
             let bias = Some(&b[..]);
-            let mut runs: Vec<Box<dyn FnMut(&mut [f32]) + Send>> = vec![Box::new(|out| {
+            let mut runs: Vec<Run> = vec![Box::new(|out| {
                 linear_with(Isa::detect(), threads, &x, rows, &f32w, bias, None, out)
             })];
             for &p in &bf16_paths {

@@ -9,7 +9,7 @@
 //!   columns of f32 or i32, an A tile 16 rows by 64 bytes of k, a B tile 16 k-groups
 //!   (pairs or quads) by 16 columns. The packed panels are already B's layout (a group
 //!   row is 48 columns of 4 bytes: three B tiles side by side), so AMX reads the AVX-512
-//!   kernels' weights as they are. Each thread loads the configuration once.
+//!   kernels' weights as they are. Each task of the driver loads it ([`configure`]).
 //! - A kernel call: zero C, accumulate k-step by k-step (64 bytes of k per step; see
 //!   [`kernel!`] for which tiles go where), then store C to a stack buffer, from which the
 //!   dtype's epilogue adds the start and writes the rows that exist. Each element of C is
@@ -17,7 +17,6 @@
 //!   it, so a row's result does not depend on the batch.
 
 use std::arch::asm;
-use std::cell::Cell;
 use std::sync::OnceLock;
 
 use super::NR;
@@ -107,21 +106,15 @@ static CONFIG: Config = {
     Config(c)
 };
 
-thread_local! {
-    /// Whether this thread has loaded [`CONFIG`] (it stays loaded: nothing else here
-    /// configures tiles, and the OS saves them with the thread).
-    static CONFIGURED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Loads the tile configuration on this thread if it is not yet.
+/// Loads the tile configuration on this thread. The driver calls it at the start of
+/// every task (about 130 ns), not once per thread: other code in the process (oneDNN
+/// under PyTorch, say) may configure or release the tiles between two products on the
+/// same thread, and a stale configuration would give wrong shapes or a fault.
 ///
 /// # Safety
 /// [`bf16`] or [`int8`] returned true (the OS granted the tile state).
-unsafe fn configure() {
-    if !CONFIGURED.get() {
-        asm!("ldtilecfg [{0}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
-        CONFIGURED.set(true);
-    }
+pub unsafe fn configure() {
+    asm!("ldtilecfg [{0}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
 }
 
 /// The two dot-product instructions, one per dtype.
@@ -243,7 +236,8 @@ macro_rules! kernel {
 /// all [`MR`] (the rest is not written).
 ///
 /// # Safety
-/// The CPU runs `op` ([`bf16`] / [`int8`]); `a` is readable for 16 (or, with
+/// The CPU runs `op` ([`bf16`] / [`int8`]) and [`configure`] ran on this thread with no
+/// other code's tile instructions since; `a` is readable for 16 (or, with
 /// `rows > 16`, [`MR`]) rows of `lda` bytes from which `steps` * 64 bytes are read;
 /// `b` is a panel slice readable for `steps` k-steps of [`PANEL_STEP`] bytes; `acc` is
 /// writable.
@@ -257,7 +251,6 @@ pub unsafe fn product(
     rows: usize,
     acc: *mut Acc,
 ) {
-    configure();
     let (two, c) = (rows > TILE_ROWS, acc.cast::<u8>());
     match op {
         Op::Bf16 => kernel!("tdpbf16ps", a, lda, b, steps, two, c),

@@ -226,6 +226,9 @@ trait Kernel: Sync {
     fn accumulates(&self) -> bool {
         false
     }
+    /// Prepares this thread for a task's jobs (AMX's tile configuration); runs at the
+    /// start of every task, on its thread.
+    fn begin(&self) {}
     /// Runs one job.
     ///
     /// # Safety
@@ -442,6 +445,7 @@ impl<K: Kernel> Ctx<'_, K> {
         let p0 = (task % b.col_blocks) * b.group;
         let p1 = (p0 + b.group).min(n.div_ceil(NR));
         let mr = self.kern.mr();
+        self.kern.begin();
         let mut k0 = 0;
         while k0 < k {
             let kc = b.kc.min(k - k0);

@@ -13,7 +13,8 @@ pub const MR: usize = super::super::amx::MR;
 /// Runs one tile of 1..=MR rows.
 ///
 /// # Safety
-/// AMX-BF16 and AVX-512F run here; `t` as documented on [`Tile16`], with `t.rows <= MR`,
+/// AMX-BF16 and AVX-512F run here, with the tile configuration loaded on this thread
+/// (the driver's `Kernel::begin`); `t` as documented on [`Tile16`], with `t.rows <= MR`,
 /// and besides: `t.a` readable for 32 rows (16 when `t.rows <= 16`) of `t.lda` values
 /// up to `t.pairs` rounded up to 16 pairs, `t.b` for that many pairs of the panel.
 #[target_feature(enable = "avx512f")]

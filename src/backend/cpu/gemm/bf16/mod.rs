@@ -242,6 +242,14 @@ impl Kernel for Bf16Kernel<'_> {
     fn isa(&self) -> Isa {
         self.path.epilogue_isa()
     }
+    fn begin(&self) {
+        #[cfg(target_arch = "x86_64")]
+        if self.path == Path::Amx {
+            // SAFETY: the AMX path is supported (checked in `linear_*_with`), so the OS
+            // granted the tile state.
+            unsafe { super::amx::configure() };
+        }
+    }
     unsafe fn tile(&self, job: &Job) {
         let t = Tile16 {
             a: self.a[job.row * self.lda + job.k0..].as_ptr(),

@@ -430,6 +430,14 @@ impl Kernel for Int8Kernel<'_> {
     fn accumulates(&self) -> bool {
         self.preset
     }
+    fn begin(&self) {
+        #[cfg(target_arch = "x86_64")]
+        if self.path == Path::Amx {
+            // SAFETY: the AMX path is supported (checked in `linear_*_with`), so the OS
+            // granted the tile state.
+            unsafe { super::amx::configure() };
+        }
+    }
     unsafe fn tile(&self, job: &Job) {
         let col0 = job.panel * NR;
         let t = Tile8 {
