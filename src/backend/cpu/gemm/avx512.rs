@@ -85,11 +85,15 @@ pub(super) unsafe fn store_acc<const M: usize>(acc: &[[__m512; V]; M], c: *mut f
     }
 }
 
-/// Applies `act` to `xs`, compiled for AVX-512 so the activation's loop uses zmm lanes.
+/// Applies `act` to `xs`, compiled for AVX-512 so the activation's loop uses zmm lanes
+/// (GELU, BERT's, with FMA: [`super::gelu`]).
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn activate(act: Activation, xs: &mut [f32]) {
-    activation::apply_slice(act, xs);
+    match act {
+        Activation::Gelu => super::gelu::gelu_slice(xs),
+        _ => activation::apply_slice(act, xs),
+    }
 }

@@ -57,6 +57,8 @@ mod amx;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod gelu;
 
 #[cfg(test)]
 mod lowp_check;
