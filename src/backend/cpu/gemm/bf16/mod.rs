@@ -156,10 +156,12 @@ pub fn linear_bf16_with(
 }
 
 /// Rounds rows of `k` values into rows of `lda` bf16 values, zero padded; `native`
-/// compiles the loop for AVX-512 (same results: the rounding is integer arithmetic).
+/// converts with AVX512-BF16 (the same values but for f32 subnormals, see
+/// [`round_row_avx512`]).
 fn round_rows(native: bool, x: &[f32], k: usize, a: &mut [u16], lda: usize) {
     let one = |(src, dst): (&[f32], &mut [u16])| match native {
-        // SAFETY: the native path is supported, so AVX-512F and BW are.
+        // SAFETY: the native and AMX paths are supported only with AVX-512F, BW and
+        // AVX512-BF16.
         #[cfg(target_arch = "x86_64")]
         true => unsafe { round_row_avx512(src, dst) },
         _ => round_row(src, dst),
@@ -178,10 +180,22 @@ fn round_rows(native: bool, x: &[f32], k: usize, a: &mut [u16], lda: usize) {
     }
 }
 
+/// [`round_row`] by `vcvtne2ps2bf16` (round to nearest even), 32 values at a time.
+/// It treats f32 subnormals as zero where [`to_bf16`] rounds them, which changes no
+/// product: `vdpbf16ps` and AMX treat bf16 subnormal inputs as zero too.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn round_row_avx512(src: &[f32], dst: &mut [u16]) {
-    round_row(src, dst);
+    use std::arch::x86_64::*;
+    let whole = src.len() / 32 * 32;
+    for i in (0..whole).step_by(32) {
+        let lo = _mm512_loadu_ps(src.as_ptr().add(i));
+        let hi = _mm512_loadu_ps(src.as_ptr().add(i + 16));
+        // SAFETY (transmute): __m512bh and __m512i are both 64 bytes of plain lanes.
+        let v = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_storeu_si512(dst.as_mut_ptr().add(i).cast(), v);
+    }
+    round_row(&src[whole..], &mut dst[whole..]);
 }
 
 #[inline(always)]
