@@ -1,13 +1,13 @@
 //! AMX-INT8 microkernel: a 32 x 48 tile of C as i32 sums in six AMX tiles
-//! ([`super::super::amx`]), then the AVX-512 kernel's epilogue on them: the compensation
-//! on the first k-block, the dequantization and the start. The integer sums are exact, so
+//! ([`super::super::amx`]), then the compensation on the first k-block and the AVX-512
+//! kernel's epilogue (the dequantization and the start). The integer sums are exact, so
 //! the results equal the AVX-512 kernel's bit for bit.
 
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use super::super::amx::{product, Acc, Op, TILE_ROWS};
-use super::{Start, Tile8, NR};
+use super::{Tile8, NR};
 
 /// Rows of the tile.
 pub const MR: usize = super::super::amx::MR;
@@ -47,15 +47,7 @@ pub unsafe fn tile(t: &Tile8) {
             if t.first {
                 v = _mm512_add_epi32(_mm512_mullo_epi32(zero, sums[j]), v);
             }
-            let c = t.c.add(i * t.ldc + 16 * j);
-            let base = match t.start {
-                Start::Zero => _mm512_setzero_ps(),
-                Start::Bias(bias) => _mm512_loadu_ps(bias.add(16 * j)),
-                Start::Load => _mm512_loadu_ps(c),
-            };
-            let scale = _mm512_mul_ps(col_scale[j], row_scale);
-            let f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), scale);
-            _mm512_storeu_ps(c, _mm512_add_ps(f, base));
+            super::avx512::dequantize(t, i, j, v, col_scale[j], row_scale);
         }
     }
 }

@@ -60,18 +60,35 @@ unsafe fn store<const M: usize>(t: &Tile8, acc: [[__m512i; V]; M]) {
     let col_scale: [__m512; V] = std::array::from_fn(|j| _mm512_loadu_ps(t.col_scale.add(16 * j)));
     for (i, row) in acc.iter().enumerate() {
         let row_scale = _mm512_set1_ps(*t.row_scale.add(i));
-        for (j, v) in row.iter().enumerate() {
-            let c = t.c.add(i * t.ldc + 16 * j);
-            let base = match t.start {
-                Start::Zero => _mm512_setzero_ps(),
-                Start::Bias(bias) => _mm512_loadu_ps(bias.add(16 * j)),
-                Start::Load => _mm512_loadu_ps(c),
-            };
-            let scale = _mm512_mul_ps(col_scale[j], row_scale);
-            let f = _mm512_mul_ps(_mm512_cvtepi32_ps(*v), scale);
-            _mm512_storeu_ps(c, _mm512_add_ps(f, base));
+        for (j, &v) in row.iter().enumerate() {
+            dequantize(t, i, j, v, col_scale[j], row_scale);
         }
     }
+}
+
+/// Columns 16 j.. of row i of C = start + v · (column scale · row scale): the epilogue of
+/// this kernel and of the AMX one, so that the two round alike.
+///
+/// # Safety
+/// AVX-512F; `t` as on [`Tile8`], i < rows, j < NR / 16.
+#[inline(always)]
+pub(super) unsafe fn dequantize(
+    t: &Tile8,
+    i: usize,
+    j: usize,
+    v: __m512i,
+    col_scale: __m512,
+    row_scale: __m512,
+) {
+    let c = t.c.add(i * t.ldc + 16 * j);
+    let base = match t.start {
+        Start::Zero => _mm512_setzero_ps(),
+        Start::Bias(bias) => _mm512_loadu_ps(bias.add(16 * j)),
+        Start::Load => _mm512_loadu_ps(c),
+    };
+    let scale = _mm512_mul_ps(col_scale, row_scale);
+    let f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), scale);
+    _mm512_storeu_ps(c, _mm512_add_ps(f, base));
 }
 
 /// The AVX-512 form of `super::quantize_row`, with identical results: exact min/max,
