@@ -2,6 +2,7 @@
 //! and BERT-base hidden 768: fused QKV, attention output, intermediate, output), with
 //! bias, on one thread. Throughput is in FLOP (2 * rows * k * n per product, whatever the
 //! precision); the low-precision times include rounding (bf16) or quantizing (int8) x.
+//! Every fast path this CPU has is timed (AMX and AVX-512: `bf16-Amx`, `bf16-Native`, ...).
 //! Run: `cargo bench --bench cpu_lowp` (a criterion filter such as `int8` narrows it).
 //! On a shared machine, `cargo run --release --example lowp_compare` alternates the three
 //! paths instead, so that other load cannot land on one of them only.
@@ -23,8 +24,8 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(std::time::Duration::from_millis(300));
     group.measurement_time(std::time::Duration::from_millis(1000));
-    let bf16_path = Path::best(Path::bf16_supported);
-    let int8_path = Path::best(Path::int8_supported);
+    let bf16_paths = common::lowp_paths(Path::bf16_supported);
+    let int8_paths = common::lowp_paths(Path::int8_supported);
     for rows in [1, 128, 1024] {
         for (k, n) in SHAPES {
             let (x, w, b) = operands(rows, k, n);
@@ -41,18 +42,24 @@ fn bench(c: &mut Criterion) {
                     black_box(&out);
                 })
             });
-            group.bench_function(BenchmarkId::new("bf16", &shape), |bn| {
-                bn.iter(|| {
-                    linear_bf16_with(bf16_path, 1, &x, rows, &bf16w, bias, None, &mut out);
-                    black_box(&out);
-                })
-            });
-            group.bench_function(BenchmarkId::new("int8", &shape), |bn| {
-                bn.iter(|| {
-                    linear_int8_with(int8_path, 1, &x, rows, &int8w, bias, None, &mut out);
-                    black_box(&out);
-                })
-            });
+            for &path in &bf16_paths {
+                let id = BenchmarkId::new(format!("bf16-{path:?}"), &shape);
+                group.bench_function(id, |bn| {
+                    bn.iter(|| {
+                        linear_bf16_with(path, 1, &x, rows, &bf16w, bias, None, &mut out);
+                        black_box(&out);
+                    })
+                });
+            }
+            for &path in &int8_paths {
+                let id = BenchmarkId::new(format!("int8-{path:?}"), &shape);
+                group.bench_function(id, |bn| {
+                    bn.iter(|| {
+                        linear_int8_with(path, 1, &x, rows, &int8w, bias, None, &mut out);
+                        black_box(&out);
+                    })
+                });
+            }
         }
     }
     group.finish();

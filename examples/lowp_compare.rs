@@ -16,19 +16,6 @@ use common::{operands, seconds, SHAPES};
 /// One product to time, writing into the given output.
 type Run<'a> = Box<dyn FnMut(&mut [f32]) + Send + 'a>;
 
-/// The fast paths `supported` allows, fastest first (the portable one only when no
-/// other runs).
-fn paths(supported: fn(Path) -> bool) -> Vec<Path> {
-    let fast: Vec<Path> = [Path::Amx, Path::Native]
-        .into_iter()
-        .filter(|&p| supported(p))
-        .collect();
-    match fast.is_empty() {
-        true => vec![Path::Portable],
-        false => fast,
-    }
-}
-
 fn main() {
     let common::Args {
         threads,
@@ -36,8 +23,8 @@ fn main() {
         rows: rows_list,
         pool,
     } = common::args();
-    let bf16_paths = paths(Path::bf16_supported);
-    let int8_paths = paths(Path::int8_supported);
+    let bf16_paths = common::lowp_paths(Path::bf16_supported);
+    let int8_paths = common::lowp_paths(Path::int8_supported);
     println!("threads {threads}, best of {reps} alternating runs; GFLOP/s (x f32)");
     let mut header = format!("{:>16} {:>8}", "rows x k x n", "f32");
     for p in &bf16_paths {

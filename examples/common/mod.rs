@@ -46,6 +46,22 @@ pub unsafe fn fma_peak(iters: usize) -> f32 {
     _mm512_reduce_add_ps(sum)
 }
 
+/// The low-precision paths `supported` allows, fastest first: AMX and AVX-512 where the
+/// CPU has them, else the portable one.
+pub fn lowp_paths(
+    supported: fn(bertrt::backend::cpu::gemm::Path) -> bool,
+) -> Vec<bertrt::backend::cpu::gemm::Path> {
+    use bertrt::backend::cpu::gemm::Path;
+    let fast: Vec<Path> = [Path::Amx, Path::Native]
+        .into_iter()
+        .filter(|&p| supported(p))
+        .collect();
+    match fast.is_empty() {
+        true => vec![Path::Portable],
+        false => fast,
+    }
+}
+
 /// Seconds `f` takes.
 pub fn seconds(f: &mut dyn FnMut()) -> f64 {
     let t = Instant::now();
