@@ -2,12 +2,13 @@
 //! pair, queries in blocks) over BERT's shapes: all-MiniLM-L6-v2's 12 heads of 32 and
 //! BERT-base's 12 of 64, at 1 x 128, 8 x 128 and 1 x 512 tokens, full masks, on the rayon
 //! pool (RAYON_NUM_THREADS). Throughput counts the two products' FLOP
-//! (4 * batch * heads * seq^2 * head_dim).
+//! (4 * batch * heads * seq^2 * head_dim). `f32` runs the f32 products, `split_bf16` the
+//! low-precision backends' (split bf16 on AMX tiles; the f32 ones on CPUs without AMX).
 //! Run: `cargo bench --bench cpu_attention` (a criterion filter such as `512` narrows it).
 
 use std::hint::black_box;
 
-use bertrt::backend::cpu::attention::{attention, AttnShape, KvSource};
+use bertrt::backend::cpu::attention::{attention_with, AttnShape, KvSource, Products};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn bench(c: &mut Criterion) {
@@ -35,12 +36,15 @@ fn bench(c: &mut Criterion) {
             let flop = 4 * batch * heads * seq * seq * head_dim;
             group.throughput(Throughput::Elements(flop as u64));
             let id = format!("{batch}x{seq}x{heads}x{head_dim}");
-            group.bench_function(BenchmarkId::new("f32", id), |bn| {
-                bn.iter(|| {
-                    attention(s, &qkv, KvSource::Fused(&qkv), &mask, None, &mut out, None);
-                    black_box(&out);
-                })
-            });
+            for (name, products) in [("f32", Products::F32), ("split_bf16", Products::SplitBf16)] {
+                group.bench_function(BenchmarkId::new(name, &id), |bn| {
+                    bn.iter(|| {
+                        let kv = KvSource::Fused(&qkv);
+                        attention_with(products, s, &qkv, kv, &mask, None, &mut out, None);
+                        black_box(&out);
+                    })
+                });
+            }
         }
     }
     group.finish();

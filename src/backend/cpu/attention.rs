@@ -12,8 +12,8 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::attn_products;
-use super::fastmath;
 use super::gemm::Isa;
+use super::softmax;
 use crate::config::PositionEmbeddingType;
 
 /// Geometry of one attention call.
@@ -80,30 +80,81 @@ impl OutPtr {
     }
 }
 
+/// How a pair's two products (scores and context) are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Products {
+    /// f32 multiply-adds, the same bits on every instruction set: the f32 backend's.
+    F32,
+    /// Where the CPU has AMX-BF16, tile products of operands split into two bf16 halves
+    /// (within about 2^-16 of the f32 products; `attn_products::amx`); elsewhere as
+    /// [`Products::F32`]. The low-precision backends' choice.
+    SplitBf16,
+}
+
+impl Products {
+    /// Whether the split products run here.
+    fn split(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Products::SplitBf16 {
+            return attn_products::amx::supported();
+        }
+        false
+    }
+}
+
 thread_local! {
     static SCRATCH: RefCell<Scratch> = const {
-        RefCell::new(Scratch { scores: Vec::new(), ctx: Vec::new(), kt: Vec::new(), vp: Vec::new() })
+        RefCell::new(Scratch {
+            scores: Vec::new(),
+            ctx: Vec::new(),
+            kt: Vec::new(),
+            vp: Vec::new(),
+            #[cfg(target_arch = "x86_64")]
+            split: attn_products::amx::Buffers::new(),
+        })
     };
 }
 
 /// Queries per block of a pair's attention.
 const QUERY_BLOCK: usize = 32;
 
-/// One thread's buffers for a pair: a block's scores, the pair's context, packed Kᵀ and V.
+/// One thread's buffers for a pair: a block's scores, the pair's context, packed Kᵀ and V
+/// (f32 products) or the split operands (split products).
 struct Scratch {
     scores: Vec<f32>,
     ctx: Vec<f32>,
     kt: Vec<f32>,
     vp: Vec<f32>,
+    #[cfg(target_arch = "x86_64")]
+    split: attn_products::amx::Buffers,
 }
+
+/// Score rows of the split products are padded to whole tiles: keys to this many.
+const SPLIT_KEYS: usize = 32;
 
 /// Self-attention for all (sequence, head) pairs.
 ///
 /// `qkv` is [tokens, 3 * hidden] (queries in the first third); `mask` is [batch, keys]
 /// with 1 = attend; `out` is [tokens, hidden]; `probs`, when given, is
 /// [batch, heads, seq, keys]. A query row whose keys are all masked gets uniform weights,
-/// as transformers' additive finfo.min mask gives.
+/// as transformers' additive finfo.min mask gives. The products are f32
+/// ([`Products::F32`]).
 pub fn attention(
+    s: AttnShape,
+    qkv: &[f32],
+    kv: KvSource,
+    mask: &[u8],
+    relative: Option<RelativeTable>,
+    out: &mut [f32],
+    probs: Option<&mut [f32]>,
+) {
+    attention_with(Products::F32, s, qkv, kv, mask, relative, out, probs);
+}
+
+/// [`attention`] with the products computed as `products` says.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_with(
+    products: Products,
     s: AttnShape,
     qkv: &[f32],
     kv: KvSource,
@@ -125,8 +176,9 @@ pub fn attention(
         assert_eq!(rel.table.len(), (2 * rel.max_positions - 1) * s.head_dim);
     }
     let out_ptr = OutPtr(out.as_mut_ptr());
+    let split = products.split();
     let pair = |bh: usize, scores: Option<&mut [f32]>, scratch: &mut Scratch| {
-        one_pair(s, bh, qkv, kv, mask, relative, scores, scratch);
+        one_pair(s, bh, qkv, kv, mask, relative, split, scores, scratch);
         let ctx = &scratch.ctx;
         let (b, head) = (bh / s.heads, bh % s.heads);
         for i in 0..lq {
@@ -140,8 +192,14 @@ pub fn attention(
     let with_scratch = |f: &mut dyn FnMut(&mut Scratch)| {
         SCRATCH.with(|cell| {
             let scratch = &mut *cell.borrow_mut();
-            scratch.scores.resize(QUERY_BLOCK.min(lq) * lk, 0.0);
-            scratch.ctx.resize(lq * s.head_dim, 0.0);
+            // Enough for the split products' padded block too.
+            let rows = QUERY_BLOCK.min(lq).next_multiple_of(16);
+            scratch
+                .scores
+                .resize(rows * lk.next_multiple_of(SPLIT_KEYS), 0.0);
+            scratch
+                .ctx
+                .resize(lq.next_multiple_of(16) * s.head_dim, 0.0);
             f(scratch);
         })
     };
@@ -163,6 +221,7 @@ pub fn attention(
 
 /// One pair's attention into `scratch.ctx` ([seq, head_dim]); `probs`, when given, is
 /// the pair's [seq, keys] probabilities to fill (else the blocks use `scratch.scores`).
+/// `split`: the split bf16 products (`attn_products::amx`; the caller checked the CPU).
 #[allow(clippy::too_many_arguments)]
 fn one_pair(
     s: AttnShape,
@@ -171,6 +230,7 @@ fn one_pair(
     kv: KvSource,
     mask: &[u8],
     relative: Option<RelativeTable>,
+    split: bool,
     mut probs: Option<&mut [f32]>,
     scratch: &mut Scratch,
 ) {
@@ -185,19 +245,41 @@ fn one_pair(
             (&k[start..], &v[start..], d)
         }
     };
-    attn_products::pack_keys(&mut scratch.kt, k_data, kv_rs, lk, d);
-    attn_products::pack_values(&mut scratch.vp, v_data, kv_rs, lk, d);
+    let Scratch {
+        scores,
+        ctx,
+        kt,
+        vp,
+        #[cfg(target_arch = "x86_64")]
+            split: bufs,
+    } = scratch;
+    let packed = Packed {
+        kt,
+        vp,
+        #[cfg(target_arch = "x86_64")]
+        bufs,
+    };
+    let mut products = PairProducts::new(split, packed, k_data, v_data, kv_rs, lk, d);
+    // Score rows: lk apart, or whole tiles apart for the split products.
+    let ls = if split {
+        lk.next_multiple_of(SPLIT_KEYS)
+    } else {
+        lk
+    };
     let scale = (1.0 / (d as f64).sqrt()) as f32;
     let keep = &mask[b * lk..(b + 1) * lk];
     let isa = Isa::detect();
     for i0 in (0..lq).step_by(QUERY_BLOCK) {
         let rows = QUERY_BLOCK.min(lq - i0);
-        let block = match probs.as_deref_mut() {
-            Some(all) => &mut all[i0 * lk..(i0 + rows) * lk],
-            None => &mut scratch.scores[..rows * lk],
+        // The f32 products write the requested probabilities in place; the split ones
+        // (padded rows) copy them there.
+        let (block, copy_to) = match probs.as_deref_mut() {
+            Some(all) if !split => (&mut all[i0 * lk..(i0 + rows) * lk], None),
+            Some(all) => (&mut scores[..], Some(all)),
+            None => (&mut scores[..], None),
         };
         let qb = &q[i0 * 3 * h..];
-        attn_products::scores(block, qb, 3 * h, &scratch.kt, rows, lk, d);
+        products.scores(block, ls, qb, 3 * h, rows);
         if let Some(rel) = relative {
             for i in 0..rows {
                 let qi = &qb[i * 3 * h..i * 3 * h + d];
@@ -208,24 +290,136 @@ fn one_pair(
                     if rel.kind == PositionEmbeddingType::RelativeKeyQuery {
                         term += dot(&k_data[j * kv_rs..j * kv_rs + d], e);
                     }
-                    block[i * lk + j] += term;
+                    block[i * ls + j] += term;
                 }
             }
         }
         for i in 0..rows {
             let visible = if s.causal { s.past + i0 + i + 1 } else { lk };
-            let row = &mut block[i * lk..(i + 1) * lk];
-            match isa {
-                // SAFETY: `Isa::detect` only returns instruction sets this CPU supports.
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => unsafe { softmax_row_avx512(row, scale, keep, visible) },
-                // SAFETY: as above.
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => unsafe { softmax_row_avx2(row, scale, keep, visible) },
-                _ => softmax_row(row, scale, keep, visible),
+            let row = &mut block[i * ls..i * ls + lk];
+            softmax::softmax_row(isa, row, scale, keep, visible);
+        }
+        if let Some(all) = copy_to {
+            for i in 0..rows {
+                all[(i0 + i) * lk..(i0 + i + 1) * lk].copy_from_slice(&block[i * ls..i * ls + lk]);
             }
         }
-        attn_products::context(&mut scratch.ctx[i0 * d..], block, &scratch.vp, rows, lk, d);
+        products.context(&mut ctx[i0 * d..], block, ls, rows);
+    }
+}
+
+/// A pair's keys and values packed for its products, and the products themselves.
+enum PairProducts<'a> {
+    /// f32: Kᵀ and V packed by `attn_products::pack_keys` / `pack_values`.
+    F32 {
+        kt: &'a [f32],
+        vp: &'a [f32],
+        lk: usize,
+        d: usize,
+    },
+    /// Split bf16 on AMX tiles.
+    #[cfg(target_arch = "x86_64")]
+    Split {
+        bufs: &'a mut attn_products::amx::Buffers,
+        lk: usize,
+        d: usize,
+    },
+}
+
+/// The scratch buffers the packed keys and values go to.
+struct Packed<'a> {
+    kt: &'a mut Vec<f32>,
+    vp: &'a mut Vec<f32>,
+    #[cfg(target_arch = "x86_64")]
+    bufs: &'a mut attn_products::amx::Buffers,
+}
+
+impl<'a> PairProducts<'a> {
+    /// Packs (or splits) `lk` keys and values of `d` values, rows `rs` apart.
+    fn new(
+        split: bool,
+        scratch: Packed<'a>,
+        k: &[f32],
+        v: &[f32],
+        rs: usize,
+        lk: usize,
+        d: usize,
+    ) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if split {
+            use attn_products::amx;
+            let bufs = scratch.bufs;
+            // SAFETY: `split` is only set where `amx::supported()` (Products::split); no
+            // other tile code runs on this thread until the pair is done.
+            unsafe {
+                amx::configure();
+                amx::split_keys(&mut bufs.k, k, rs, lk, d);
+                amx::split_values(&mut bufs.v, v, rs, lk, d);
+            }
+            let lc = d.next_multiple_of(amx::STEP);
+            bufs.ctx
+                .resize(QUERY_BLOCK.next_multiple_of(amx::ROWS) * lc, 0.0);
+            return PairProducts::Split { bufs, lk, d };
+        }
+        let _ = split;
+        attn_products::pack_keys(scratch.kt, k, rs, lk, d);
+        attn_products::pack_values(scratch.vp, v, rs, lk, d);
+        PairProducts::F32 {
+            kt: scratch.kt,
+            vp: scratch.vp,
+            lk,
+            d,
+        }
+    }
+
+    /// block[i * ls + j] = q_i · k_j for the `rows` queries at q[i * q_rs..].
+    fn scores(&mut self, block: &mut [f32], ls: usize, q: &[f32], q_rs: usize, rows: usize) {
+        match self {
+            PairProducts::F32 { kt, lk, d, .. } => {
+                attn_products::scores(block, q, q_rs, kt, rows, *lk, *d)
+            }
+            #[cfg(target_arch = "x86_64")]
+            PairProducts::Split { bufs, lk, d } => {
+                use attn_products::amx;
+                // SAFETY: the split products are supported and configured on this thread
+                // (`new`); the block holds whole tiles of rows and `ls` padded keys
+                // (`attention_with` sizes the scratch for them); q holds the rows.
+                unsafe {
+                    amx::split_queries(&mut bufs.q, q, q_rs, rows, *d);
+                    amx::scores(block, ls, &bufs.q, &bufs.k, rows, *lk, *d);
+                }
+            }
+        }
+    }
+
+    /// ctx[i * d..][..d] = the `rows` probability rows of `block` (`ls` apart) times V.
+    fn context(&mut self, ctx: &mut [f32], block: &[f32], ls: usize, rows: usize) {
+        match self {
+            PairProducts::F32 { vp, lk, d, .. } => {
+                let _ = ls;
+                attn_products::context(ctx, block, vp, rows, *lk, *d)
+            }
+            #[cfg(target_arch = "x86_64")]
+            PairProducts::Split { bufs, lk, d } => {
+                use attn_products::amx;
+                let lc = d.next_multiple_of(amx::STEP);
+                // SAFETY: as in `scores`; bufs.ctx holds a block's whole tiles of rows of
+                // lc values (`new`).
+                unsafe { amx::split_probs(&mut bufs.p, block, ls, rows, *lk) };
+                if lc == *d {
+                    // Whole tiles of dims: straight into the context (which holds whole
+                    // tiles of rows, `attention_with`).
+                    // SAFETY: as above, ctx holding the block's rows rounded up to 16.
+                    unsafe { amx::context(ctx, lc, &bufs.p, &bufs.v, rows, *lk, *d) };
+                    return;
+                }
+                // SAFETY: as above.
+                unsafe { amx::context(&mut bufs.ctx, lc, &bufs.p, &bufs.v, rows, *lk, *d) };
+                for (i, row) in ctx.chunks_exact_mut(*d).take(rows).enumerate() {
+                    row.copy_from_slice(&bufs.ctx[i * lc..i * lc + *d]);
+                }
+            }
+        }
     }
 }
 
@@ -233,84 +427,209 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// [`softmax_row`] compiled for AVX-512 (its exp loop on zmm lanes).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_row_avx512(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
-    softmax_row(row, scale, keep, visible);
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// [`softmax_row`] compiled for AVX2 + FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_row_avx2(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
-    softmax_row(row, scale, keep, visible);
-}
+    /// Deterministic values in [-1, 1).
+    fn noise(seed: u64, n: usize) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
 
-/// Scales, masks (keys j >= `visible` or with keep[j] == 0) and normalizes one row.
-/// Written without branches in the inner loops, so that they vectorize; always inlined
-/// into the per-ISA wrappers above so that they vectorize for the widest vectors.
-#[inline(always)]
-fn softmax_row(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
-    let n = visible.min(row.len()).min(keep.len());
-    let keep = &keep[..n];
-    let (live, future) = row.split_at_mut(n);
-    future.fill(0.0);
-    // Sixteen partial maxima, with a plain comparison rather than f32::max (whose NaN
-    // rule keeps the compiler from vectorizing the reduction).
-    let lane_max = |m: f32, v: f32, k: u8| {
-        let v = if k != 0 { v } else { f32::NEG_INFINITY };
-        if v > m {
-            v
-        } else {
-            m
+    /// One case: the shape, the fused projection, a cache (k, v, capacity) or none, the
+    /// mask, and a relative table (kind, table, max positions) or none.
+    struct Case {
+        s: AttnShape,
+        qkv: Vec<f32>,
+        cache: Option<(Vec<f32>, Vec<f32>, usize)>,
+        mask: Vec<u8>,
+        rel: Option<(PositionEmbeddingType, Vec<f32>, usize)>,
+    }
+
+    impl Case {
+        fn new(
+            s: AttnShape,
+            cache: Option<usize>,
+            rel: Option<(PositionEmbeddingType, usize)>,
+        ) -> Case {
+            let h = s.hidden();
+            let tokens = s.batch * s.seq;
+            let cache = cache.map(|cap| {
+                let n = s.batch * s.heads * cap * s.head_dim;
+                (noise(2, n), noise(3, n), cap)
+            });
+            let rel = rel.map(|(kind, m)| (kind, noise(4, (2 * m - 1) * s.head_dim), m));
+            // Sequence b masks its last 3b keys.
+            let keys = s.keys();
+            let mask = (0..s.batch * keys)
+                .map(|i| u8::from(i % keys + 3 * (i / keys) < keys))
+                .collect();
+            Case {
+                s,
+                qkv: noise(1, tokens * 3 * h),
+                cache,
+                mask,
+                rel,
+            }
         }
-    };
-    let mut maxima = [f32::NEG_INFINITY; 16];
-    let mut chunks = live.chunks_exact_mut(16);
-    let mut keeps = keep.chunks_exact(16);
-    for (c, kc) in (&mut chunks).zip(&mut keeps) {
-        for ((m, v), &k) in maxima.iter_mut().zip(c.iter_mut()).zip(kc) {
-            *v *= scale;
-            *m = lane_max(*m, *v, k);
+
+        fn run(&self, products: Products) -> (Vec<f32>, Vec<f32>) {
+            let s = self.s;
+            let mut out = vec![f32::NAN; s.batch * s.seq * s.hidden()];
+            let mut probs = vec![f32::NAN; s.batch * s.heads * s.seq * s.keys()];
+            let kv = match &self.cache {
+                Some((k, v, capacity)) => KvSource::Cache {
+                    k,
+                    v,
+                    capacity: *capacity,
+                },
+                None => KvSource::Fused(&self.qkv),
+            };
+            let rel = self
+                .rel
+                .as_ref()
+                .map(|(kind, table, max_positions)| RelativeTable {
+                    kind: *kind,
+                    table,
+                    max_positions: *max_positions,
+                });
+            attention_with(
+                products,
+                s,
+                &self.qkv,
+                kv,
+                &self.mask,
+                rel,
+                &mut out,
+                Some(&mut probs),
+            );
+            // The same output without the probabilities requested.
+            let mut alone = vec![f32::NAN; out.len()];
+            attention_with(
+                products, s, &self.qkv, kv, &self.mask, rel, &mut alone, None,
+            );
+            assert!(out
+                .iter()
+                .zip(&alone)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            (out, probs)
+        }
+
+        /// float64 attention from its definition: softmax((q·k + relative terms) /
+        /// sqrt(d), masked) times v, as transformers' BertSelfAttention computes it.
+        fn reference(&self) -> (Vec<f64>, Vec<f64>) {
+            let s = self.s;
+            let (h, d, lq, lk) = (s.hidden(), s.head_dim, s.seq, s.keys());
+            let mut out = vec![0.0; s.batch * lq * h];
+            let mut probs = vec![0.0; s.batch * s.heads * lq * lk];
+            for b in 0..s.batch {
+                for head in 0..s.heads {
+                    let q =
+                        |i: usize, e: usize| self.qkv[(b * lq + i) * 3 * h + head * d + e] as f64;
+                    let kv = |which: usize, j: usize, e: usize| match &self.cache {
+                        Some((k, v, cap)) => {
+                            let src = if which == 0 { k } else { v };
+                            src[((b * s.heads + head) * cap + j) * d + e] as f64
+                        }
+                        None => {
+                            self.qkv[(b * lq + j) * 3 * h + (1 + which) * h + head * d + e] as f64
+                        }
+                    };
+                    for i in 0..lq {
+                        let pos = s.past + i;
+                        let mut sc: Vec<Option<f64>> = (0..lk)
+                            .map(|j| {
+                                let visible = !s.causal || j <= pos;
+                                let mut x: f64 = (0..d).map(|e| q(i, e) * kv(0, j, e)).sum();
+                                if let Some((kind, table, m)) = &self.rel {
+                                    let r = pos + m - 1 - j;
+                                    let emb = |e: usize| table[r * d + e] as f64;
+                                    x += (0..d).map(|e| q(i, e) * emb(e)).sum::<f64>();
+                                    if *kind == PositionEmbeddingType::RelativeKeyQuery {
+                                        x += (0..d).map(|e| kv(0, j, e) * emb(e)).sum::<f64>();
+                                    }
+                                }
+                                let keep = self.mask[b * lk + j] != 0 && visible;
+                                keep.then_some(x / (d as f64).sqrt())
+                            })
+                            .collect();
+                        let max = sc
+                            .iter()
+                            .flatten()
+                            .fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                        let e: Vec<f64> = sc
+                            .iter_mut()
+                            .map(|x| x.map_or(0.0, |x| (x - max).exp()))
+                            .collect();
+                        let sum: f64 = e.iter().sum();
+                        let p: Vec<f64> = e
+                            .iter()
+                            .map(|x| if sum > 0.0 { x / sum } else { 1.0 / lk as f64 })
+                            .collect();
+                        for e_ in 0..d {
+                            out[(b * lq + i) * h + head * d + e_] =
+                                (0..lk).map(|j| p[j] * kv(1, j, e_)).sum();
+                        }
+                        let at = ((b * s.heads + head) * lq + i) * lk;
+                        probs[at..at + lk].copy_from_slice(&p);
+                    }
+                }
+            }
+            (out, probs)
         }
     }
-    let mut max = maxima.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    for (v, &k) in chunks.into_remainder().iter_mut().zip(keeps.remainder()) {
-        *v *= scale;
-        max = lane_max(max, *v, k);
+
+    fn worst(got: &[f32], want: &[f64]) -> f64 {
+        assert_eq!(got.len(), want.len());
+        got.iter()
+            .zip(want)
+            .map(|(&g, &w)| (g as f64 - w).abs())
+            .fold(0.0, f64::max)
     }
-    if max == f32::NEG_INFINITY {
-        let uniform = 1.0 / row.len() as f32;
-        row.fill(uniform);
-        return;
-    }
-    for (v, &k) in live.iter_mut().zip(keep) {
-        let e = fastmath::exp(*v - max);
-        *v = if k != 0 { e } else { 0.0 };
-    }
-    // Eight partial sums (a reduction the compiler may vectorize), value j always in
-    // lane j % 8, the tail too: padding keys add exact zeros to the same lanes, so a
-    // row's sum, and its probabilities, do not depend on how far its batch is padded.
-    let mut lanes = [0.0f32; 8];
-    let mut chunks = live.chunks_exact(8);
-    for c in &mut chunks {
-        for (l, v) in lanes.iter_mut().zip(c) {
-            *l += v;
+
+    #[test]
+    fn both_products_match_float64_attention() {
+        use PositionEmbeddingType::{RelativeKey, RelativeKeyQuery};
+        let shape = |batch, seq, past, heads, head_dim, causal| AttnShape {
+            batch,
+            seq,
+            past,
+            heads,
+            head_dim,
+            causal,
+        };
+        let cases = [
+            Case::new(shape(2, 37, 0, 3, 12, false), None, None),
+            Case::new(
+                shape(3, 70, 0, 2, 64, false),
+                None,
+                Some((RelativeKeyQuery, 80)),
+            ),
+            Case::new(shape(1, 33, 0, 2, 32, false), None, Some((RelativeKey, 40))),
+            Case::new(shape(2, 3, 10, 2, 32, true), Some(16), None),
+            Case::new(shape(1, 40, 0, 1, 48, true), None, None),
+            // Every key masked: uniform weights.
+            Case::new(shape(2, 2, 0, 1, 8, false), None, None),
+        ];
+        for (c, case) in cases.iter().enumerate() {
+            let (out, probs) = case.reference();
+            for (products, tol) in [(Products::F32, 1e-6), (Products::SplitBf16, 2e-5)] {
+                let (got_out, got_probs) = case.run(products);
+                let (eo, ep) = (worst(&got_out, &out), worst(&got_probs, &probs));
+                println!("case {c} {products:?}: output {eo:.1e}, probabilities {ep:.1e}");
+                assert!(
+                    eo <= tol && ep <= tol,
+                    "case {c} {products:?}: {eo:e} {ep:e} > {tol:e}"
+                );
+            }
         }
-    }
-    for (l, v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *l += v;
-    }
-    let sum: f32 = lanes.iter().sum::<f32>();
-    let inv = 1.0 / sum;
-    for v in live.iter_mut() {
-        *v *= inv;
     }
 }

@@ -17,6 +17,7 @@ pub mod linear;
 pub mod matmul;
 pub mod packed_linear;
 pub mod profile;
+mod softmax;
 
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +30,7 @@ use crate::tensor::Tensor;
 use crate::weights::{ParamStore, WeightId};
 
 use aligned::AlignedBuf;
-use attention::{AttnShape, KvSource, RelativeTable};
+use attention::{AttnShape, KvSource, Products, RelativeTable};
 use embeddings::EmbeddingTables;
 use kv_cache::HostKv;
 use linear::PackedWeights;
@@ -484,6 +485,12 @@ fn attention_op(
         head_dim: a.head_dim,
         causal: a.causal,
     };
+    // The low-precision backends take attention's products in split bf16 where the CPU
+    // has AMX (within about 2^-16 of f32, far inside their linears' error).
+    let products = match cx.linears.dtype {
+        Dtype::Bf16 | Dtype::Int8 => Products::SplitBf16,
+        Dtype::F32 | Dtype::F16 => Products::F32,
+    };
     let relative = a.relative.map(|r| RelativeTable {
         kind: r.kind,
         table: cx.w(r.table),
@@ -498,8 +505,11 @@ fn attention_op(
                 v,
                 capacity: kv.layout().capacity,
             };
-            attention::attention(s, qkv, source, cx.mask, relative, dst, probs);
+            attention::attention_with(products, s, qkv, source, cx.mask, relative, dst, probs);
         }
-        None => attention::attention(s, qkv, KvSource::Fused(qkv), cx.mask, relative, dst, probs),
+        None => {
+            let source = KvSource::Fused(qkv);
+            attention::attention_with(products, s, qkv, source, cx.mask, relative, dst, probs)
+        }
     }
 }

@@ -11,6 +11,8 @@
 use super::gemm::Isa;
 
 #[cfg(target_arch = "x86_64")]
+pub mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 
 /// Lanes: outputs computed side by side.

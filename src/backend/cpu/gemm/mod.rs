@@ -52,7 +52,7 @@ mod pack;
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
-mod amx;
+pub(super) mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
