@@ -20,7 +20,10 @@ fn main() {
         .build()
         .expect("a thread pool");
     println!("threads {threads}, best of {reps} alternating runs; ms (f32 / split)");
-    println!("{:>14} {:>8} {:>16}", "batch x seq x d", "f32", "split bf16");
+    println!(
+        "{:>14} {:>8} {:>16}",
+        "batch x seq x d", "f32", "split bf16"
+    );
     for head_dim in [32, 64] {
         for (batch, seq) in [(1, 128), (8, 128), (1, 512)] {
             let s = AttnShape {

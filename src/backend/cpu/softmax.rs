@@ -72,7 +72,8 @@ fn portable(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
             *m = lane_max(*m, *v, k);
         }
     }
-    let mut max = maxima.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    // Folded in halves (a fixed tree that vectorizes; a maximum's order changes no bits).
+    let mut max = tree(maxima, |a, b| lane_max(a, b, 1));
     for (v, &k) in chunks.into_remainder().iter_mut().zip(keeps.remainder()) {
         *v *= scale;
         max = lane_max(max, *v, k);
@@ -86,11 +87,12 @@ fn portable(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
         let e = fastmath::exp(*v - max);
         *v = if k != 0 { e } else { 0.0 };
     }
-    // Eight partial sums (a reduction the compiler may vectorize), value j always in
-    // lane j % 8, the tail too: padding keys add exact zeros to the same lanes, so a
-    // row's sum, and its probabilities, do not depend on how far its batch is padded.
-    let mut lanes = [0.0f32; 8];
-    let mut chunks = live.chunks_exact(8);
+    // Thirty-two partial sums (short chains of vector adds), value j always in lane
+    // j % 32, the tail too, then folded in halves: padding keys add exact zeros to the
+    // same lanes, so a row's sum, and its probabilities, do not depend on how far its
+    // batch is padded.
+    let mut lanes = [0.0f32; 32];
+    let mut chunks = live.chunks_exact(32);
     for c in &mut chunks {
         for (l, v) in lanes.iter_mut().zip(c) {
             *l += v;
@@ -99,11 +101,24 @@ fn portable(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
     for (l, v) in lanes.iter_mut().zip(chunks.remainder()) {
         *l += v;
     }
-    let sum: f32 = lanes.iter().sum::<f32>();
+    let sum = tree(lanes, |a, b| a + b);
     let inv = 1.0 / sum;
     for v in live.iter_mut() {
         *v *= inv;
     }
+}
+
+/// lanes[0] op lanes[N/2] ... folded in halves down to one value (N a power of two).
+#[inline(always)]
+fn tree<const N: usize>(mut lanes: [f32; N], op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut width = N / 2;
+    while width > 0 {
+        for i in 0..width {
+            lanes[i] = op(lanes[i], lanes[i + width]);
+        }
+        width /= 2;
+    }
+    lanes[0]
 }
 
 #[cfg(test)]
