@@ -12,10 +12,12 @@ pub enum Dtype {
     /// IEEE half precision, computed in f32 (the CUDA default).
     F16,
     /// CPU only: linears in bfloat16 (weights packed once, activations rounded per call,
-    /// f32 accumulation); everything else and the activations between ops stay f32.
+    /// f32 accumulation); on AMX, attention's two products in split bf16 (within about
+    /// 2^-16 of f32); everything else and the activations between ops stay f32.
     Bf16,
     /// CPU only: linears in int8 (weights quantized once per output column, activations
-    /// quantized per row on each call, i32 accumulation); everything else stays f32.
+    /// quantized per row on each call, i32 accumulation); attention as in `Bf16`;
+    /// everything else stays f32.
     Int8,
 }
 

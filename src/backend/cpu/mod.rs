@@ -1,8 +1,9 @@
 //! The CPU backend: every op in f32, the reference the GPU is checked against.
 //! Linears run on the packed GEMM of [`gemm`] (weights packed once, on first use), in f32
 //! or, with [`Dtype::Bf16`] / [`Dtype::Int8`], in bf16 or int8 (only the linears: their
-//! inputs, outputs and every other op stay f32); attention's products go through the
-//! `gemm` crate. Both use the rayon pool.
+//! inputs, outputs and every other op stay f32, except attention's two products, which
+//! the low-precision backends take in split bf16 on AMX: [`attention::Products`]).
+//! Attention runs its own products (`attn_products`). Both use the rayon pool.
 
 pub mod activation;
 pub mod aligned;
