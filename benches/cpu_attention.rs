@@ -3,7 +3,7 @@
 //! BERT-base's 12 of 64, at 1 x 128, 8 x 128 and 1 x 512 tokens, full masks, on the rayon
 //! pool (RAYON_NUM_THREADS). Throughput counts the two products' FLOP
 //! (4 * batch * heads * seq^2 * head_dim). `f32` runs the f32 products, `split_bf16` the
-//! low-precision backends' (split bf16 on AMX tiles; the f32 ones on CPUs without AMX).
+//! bf16 backend's (split bf16 on AMX tiles; the f32 ones on CPUs without AMX).
 //! Run: `cargo bench --bench cpu_attention` (a criterion filter such as `512` narrows it).
 
 use std::hint::black_box;

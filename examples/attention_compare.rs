@@ -1,6 +1,6 @@
 //! The CPU attention's two kinds of products on a shared, noisy machine: for each of
 //! BERT's attention shapes (all-MiniLM-L6-v2's 12 heads of 32, BERT-base's 12 of 64) the
-//! f32 products and the low-precision backends' split bf16 ones (AMX tiles, where the
+//! f32 products and the bf16 backend's split bf16 ones (AMX tiles, where the
 //! CPU has them) run alternately, REPS times each; the fastest run of each is reported
 //! (the run least disturbed by other load), with the split products' speed-up.
 //! `cargo run --release --example attention_compare -- [THREADS] [REPS]`.

@@ -16,8 +16,7 @@ pub enum Dtype {
     /// 2^-16 of f32); everything else and the activations between ops stay f32.
     Bf16,
     /// CPU only: linears in int8 (weights quantized once per output column, activations
-    /// quantized per row on each call, i32 accumulation); attention as in `Bf16`;
-    /// everything else stays f32.
+    /// quantized per row on each call, i32 accumulation); everything else stays f32.
     Int8,
 }
 

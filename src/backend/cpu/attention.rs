@@ -87,7 +87,7 @@ pub enum Products {
     F32,
     /// Where the CPU has AMX-BF16, tile products of operands split into two bf16 halves
     /// (within about 2^-16 of the f32 products; `attn_products::amx`); elsewhere as
-    /// [`Products::F32`]. The low-precision backends' choice.
+    /// [`Products::F32`]. The bf16 backend's choice.
     SplitBf16,
 }
 

@@ -1,8 +1,8 @@
 //! A linear weight packed for the GEMM in the backend's precision: f32 panels, bf16 panels
 //! or int8 panels with per-column scales (see [`super::gemm`], [`gemm::bf16`],
-//! [`gemm::int8`]). Only the linears change precision (and, on AMX, attention's products:
-//! [`super::attention::Products`]); their inputs and outputs, and every other op, stay
-//! f32.
+//! [`gemm::int8`]). Only the linears change precision (and, for bf16 on AMX, attention's
+//! products: [`super::attention::Products`]); their inputs and outputs, and every other
+//! op, stay f32.
 
 use super::gemm::bf16::{linear_bf16, PackedBf16};
 use super::gemm::int8::{linear_int8, PackedInt8};
