@@ -8,7 +8,7 @@
 
 use std::hint::black_box;
 
-use bertrt::backend::cpu::attention::{attention_with, AttnShape, KvSource, Products};
+use bertrt::backend::cpu::attention::{attention, AttnShape, KvSource, Products};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn bench(c: &mut Criterion) {
@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
                 group.bench_function(BenchmarkId::new(name, &id), |bn| {
                     bn.iter(|| {
                         let kv = KvSource::Fused(&qkv);
-                        attention_with(products, s, &qkv, kv, &mask, None, &mut out, None);
+                        attention(products, s, &qkv, kv, &mask, None, &mut out, None);
                         black_box(&out);
                     })
                 });

@@ -5,7 +5,7 @@
 //! (the run least disturbed by other load), with the split products' speed-up.
 //! `cargo run --release --example attention_compare -- [THREADS] [REPS]`.
 
-use bertrt::backend::cpu::attention::{attention_with, AttnShape, KvSource, Products};
+use bertrt::backend::cpu::attention::{attention, AttnShape, KvSource, Products};
 
 mod common;
 
@@ -46,7 +46,7 @@ fn main() {
                     for (p, best) in [Products::F32, Products::SplitBf16].iter().zip(&mut best) {
                         let kv = KvSource::Fused(&qkv);
                         let t = seconds(&mut || {
-                            attention_with(*p, s, &qkv, kv, &mask, None, &mut out, None)
+                            attention(*p, s, &qkv, kv, &mask, None, &mut out, None)
                         });
                         *best = best.min(t);
                     }

@@ -4,7 +4,7 @@
 //! unfused composition (Q Kᵀ, scale, mask, softmax, P V) computed step by step in f64.
 
 use bertrt::backend::cpu::attention::{
-    attention as cpu_attention, AttnShape, KvSource, RelativeTable,
+    attention as cpu_attention, AttnShape, KvSource, Products, RelativeTable,
 };
 use bertrt::config::PositionEmbeddingType;
 use half::f16;
@@ -199,6 +199,7 @@ fn cpu_reference(c: &Case, inp: &Inputs) -> (Vec<f32>, Vec<f32>) {
     let mut out = vec![0.0; r.batch() * l * hidden];
     let mut probs = vec![0.0; r.batch() * c.heads * l * l];
     cpu_attention(
+        Products::F32,
         shape,
         &padded,
         KvSource::Fused(&padded),
@@ -469,6 +470,7 @@ fn cache_matches_cpu<E: Elem>() {
         let mut want = vec![0.0; r.total() * hidden];
         let mut want_probs = vec![0.0; batch * heads * seq * keys];
         cpu_attention(
+            Products::F32,
             shape,
             &qkv,
             kv,
@@ -526,11 +528,11 @@ fn cache_matches_cpu<E: Elem>() {
 }
 
 #[test]
-fn attention_with_cache_matches_cpu_f32() {
+fn attention_cache_matches_cpu_f32() {
     cache_matches_cpu::<f32>();
 }
 
 #[test]
-fn attention_with_cache_matches_cpu_f16() {
+fn attention_cache_matches_cpu_f16() {
     cache_matches_cpu::<f16>();
 }

@@ -132,28 +132,15 @@ struct Scratch {
 /// Score rows of the split products are padded to whole tiles: keys to this many.
 const SPLIT_KEYS: usize = 32;
 
-/// Self-attention for all (sequence, head) pairs.
+/// Self-attention for all (sequence, head) pairs, the products computed as `products`
+/// says.
 ///
 /// `qkv` is [tokens, 3 * hidden] (queries in the first third); `mask` is [batch, keys]
 /// with 1 = attend; `out` is [tokens, hidden]; `probs`, when given, is
 /// [batch, heads, seq, keys]. A query row whose keys are all masked gets uniform weights,
-/// as transformers' additive finfo.min mask gives. The products are f32
-/// ([`Products::F32`]).
-pub fn attention(
-    s: AttnShape,
-    qkv: &[f32],
-    kv: KvSource,
-    mask: &[u8],
-    relative: Option<RelativeTable>,
-    out: &mut [f32],
-    probs: Option<&mut [f32]>,
-) {
-    attention_with(Products::F32, s, qkv, kv, mask, relative, out, probs);
-}
-
-/// [`attention`] with the products computed as `products` says.
+/// as transformers' additive finfo.min mask gives.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_with(
+pub fn attention(
     products: Products,
     s: AttnShape,
     qkv: &[f32],
@@ -383,7 +370,7 @@ impl<'a> PairProducts<'a> {
                 use attn_products::amx;
                 // SAFETY: the split products are supported and configured on this thread
                 // (`new`); the block holds whole tiles of rows and `ls` padded keys
-                // (`attention_with` sizes the scratch for them); q holds the rows.
+                // (`attention` sizes the scratch for them); q holds the rows.
                 unsafe {
                     amx::split_queries(&mut bufs.q, q, q_rs, rows, *d);
                     amx::scores(block, ls, &bufs.q, &bufs.k, rows, *lk, *d);
@@ -408,7 +395,7 @@ impl<'a> PairProducts<'a> {
                 unsafe { amx::split_probs(&mut bufs.p, block, ls, rows, *lk) };
                 if lc == *d {
                     // Whole tiles of dims: straight into the context (which holds whole
-                    // tiles of rows, `attention_with`).
+                    // tiles of rows, `attention`).
                     // SAFETY: as above, ctx holding the block's rows rounded up to 16.
                     unsafe { amx::context(ctx, lc, &bufs.p, &bufs.v, rows, *lk, *d) };
                     return;
@@ -433,15 +420,7 @@ mod tests {
 
     /// Deterministic values in [-1, 1).
     fn noise(seed: u64, n: usize) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
+        crate::backend::cpu::gemm::tests::random(n, seed)
     }
 
     /// One case: the shape, the fused projection, a cache (k, v, capacity) or none, the
@@ -501,7 +480,7 @@ mod tests {
                     table,
                     max_positions: *max_positions,
                 });
-            attention_with(
+            attention(
                 products,
                 s,
                 &self.qkv,
@@ -513,7 +492,7 @@ mod tests {
             );
             // The same output without the probabilities requested.
             let mut alone = vec![f32::NAN; out.len()];
-            attention_with(
+            attention(
                 products, s, &self.qkv, kv, &self.mask, rel, &mut alone, None,
             );
             assert!(out

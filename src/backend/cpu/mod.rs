@@ -508,11 +508,11 @@ fn attention_op(
                 v,
                 capacity: kv.layout().capacity,
             };
-            attention::attention_with(products, s, qkv, source, cx.mask, relative, dst, probs);
+            attention::attention(products, s, qkv, source, cx.mask, relative, dst, probs);
         }
         None => {
             let source = KvSource::Fused(qkv);
-            attention::attention_with(products, s, qkv, source, cx.mask, relative, dst, probs)
+            attention::attention(products, s, qkv, source, cx.mask, relative, dst, probs)
         }
     }
 }

@@ -127,15 +127,7 @@ mod tests {
 
     /// Deterministic values in [-1, 1).
     fn noise(seed: u64, n: usize) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
+        crate::backend::cpu::gemm::tests::random(n, seed)
     }
 
     /// Rows of awkward lengths, visible prefixes and masks (none, some, all masked).

@@ -22,6 +22,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 
 use super::super::gemm::amx;
+use super::lanes;
 
 /// Values of the reduction per tile row (64 bytes of bf16), and the padding unit of the
 /// output widths (two 16-column C tiles per product call).
@@ -246,16 +247,6 @@ unsafe fn prefetch_row(src: &[f32], rs: usize, i: usize, rows: usize, d: usize) 
     }
 }
 
-/// Lanes `0..n` (n >= 1) of a 16-lane mask.
-#[inline(always)]
-fn lanes(n: usize) -> __mmask16 {
-    if n >= 16 {
-        0xffff
-    } else {
-        (1u16 << n) - 1
-    }
-}
-
 /// Stores 16 pairs (even[i], odd[i]) of bf16 at `to` (32 values).
 #[inline(always)]
 unsafe fn store_pairs(to: *mut u16, even: __m256i, odd: __m256i) {
@@ -404,15 +395,7 @@ mod tests {
 
     /// Deterministic values in [-1, 1).
     fn noise(seed: u64, n: usize) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
+        crate::backend::cpu::gemm::tests::random(n, seed)
     }
 
     /// Buffers holding another shape's leftovers, as a reused thread's do.

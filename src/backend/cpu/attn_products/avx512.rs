@@ -5,20 +5,10 @@
 
 use std::arch::x86_64::*;
 
-use super::L;
+use super::{lanes, L};
 
 /// Queries per register tile.
 const MR: usize = 8;
-
-/// Lanes `0..n` (n <= 16) of a 16-lane mask.
-#[inline(always)]
-fn lanes(n: usize) -> __mmask16 {
-    if n >= 16 {
-        0xffff
-    } else {
-        (1u16 << n) - 1
-    }
-}
 
 /// Calls `$tile::<M, $nv>(args)` for M = `$m` (1..=MR): the tile's row count as a
 /// constant, so that its accumulators stay in registers.

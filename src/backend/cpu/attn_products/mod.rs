@@ -18,6 +18,17 @@ mod avx512;
 /// Lanes: outputs computed side by side.
 const L: usize = 16;
 
+/// Lanes `0..n` of a 16-lane mask (all sixteen for n >= 16).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn lanes(n: usize) -> u16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
 /// Packs k ([lk rows of stride k_rs, d values each]) into `kt` as Kᵀ: [d, lk rounded up
 /// to L], zero padded. Done once per (sequence, head) pair, for all its query blocks.
 pub fn pack_keys(kt: &mut Vec<f32>, k: &[f32], k_rs: usize, lk: usize, d: usize) {

@@ -63,7 +63,7 @@ mod gelu;
 #[cfg(test)]
 mod lowp_check;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::OnceLock;
 

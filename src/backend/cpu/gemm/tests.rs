@@ -27,8 +27,8 @@ pub(super) fn operands(rows: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, 
     )
 }
 
-/// Deterministic values in [-1, 1).
-pub(super) fn random(len: usize, seed: u64) -> Vec<f32> {
+/// Deterministic values in [-1, 1) (the CPU backend's tests share it).
+pub(crate) fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
