@@ -284,23 +284,7 @@ pub unsafe fn scores(
     d: usize,
 ) {
     let (dp, kp) = (d.next_multiple_of(STEP), lk.next_multiple_of(STEP));
-    assert!(ls >= kp && s.len() >= rows.next_multiple_of(ROWS) * ls);
-    assert!(q.hi.len() >= rows.next_multiple_of(ROWS) * dp && k.hi.len() >= dp * kp);
-    for i0 in (0..rows).step_by(ROWS) {
-        for j0 in (0..kp).step_by(STEP) {
-            let a = i0 * dp;
-            let b = j0 * 2;
-            product(
-                [q.hi[a..].as_ptr(), q.lo[a..].as_ptr()],
-                dp * 2,
-                [k.hi[b..].as_ptr(), k.lo[b..].as_ptr()],
-                kp * 4,
-                dp / STEP,
-                s[i0 * ls + j0..].as_mut_ptr(),
-                ls * 4,
-            );
-        }
-    }
+    multiply(s, ls, q, k, rows, dp, kp);
 }
 
 /// Context: c[i * lc + e] = sum over keys j of p[i, j] v[j, e] for i < rows rounded up to
@@ -320,20 +304,38 @@ pub unsafe fn context(
     d: usize,
 ) {
     let (dp, kp) = (d.next_multiple_of(STEP), lk.next_multiple_of(STEP));
-    assert!(lc >= dp && c.len() >= rows.next_multiple_of(ROWS) * lc);
-    assert!(p.hi.len() >= rows.next_multiple_of(ROWS) * kp && v.hi.len() >= kp * dp);
+    multiply(c, lc, p, v, rows, kp, dp);
+}
+
+/// c[i * ldc + j] = row i of `a` (`reduce` values) times column j of `b` (`width`
+/// columns in the pair layout) for i < rows rounded up to 16 and j < width: the scores
+/// and the context alike.
+///
+/// # Safety
+/// As [`scores`]: `a` holds rows rounded up to 16 of `reduce` values, `b` `reduce` rows
+/// of `width` (both multiples of [`STEP`]), `c` the rows of `ldc` >= `width` values.
+unsafe fn multiply(
+    c: &mut [f32],
+    ldc: usize,
+    a: &Split,
+    b: &Split,
+    rows: usize,
+    reduce: usize,
+    width: usize,
+) {
+    assert!(ldc >= width && c.len() >= rows.next_multiple_of(ROWS) * ldc);
+    assert!(a.hi.len() >= rows.next_multiple_of(ROWS) * reduce && b.hi.len() >= reduce * width);
     for i0 in (0..rows).step_by(ROWS) {
-        for e0 in (0..dp).step_by(STEP) {
-            let a = i0 * kp;
-            let b = e0 * 2;
+        for j0 in (0..width).step_by(STEP) {
+            let (at, bt) = (i0 * reduce, j0 * 2);
             product(
-                [p.hi[a..].as_ptr(), p.lo[a..].as_ptr()],
-                kp * 2,
-                [v.hi[b..].as_ptr(), v.lo[b..].as_ptr()],
-                dp * 4,
-                kp / STEP,
-                c[i0 * lc + e0..].as_mut_ptr(),
-                lc * 4,
+                [a.hi[at..].as_ptr(), a.lo[at..].as_ptr()],
+                reduce * 2,
+                [b.hi[bt..].as_ptr(), b.lo[bt..].as_ptr()],
+                width * 4,
+                reduce / STEP,
+                c[i0 * ldc + j0..].as_mut_ptr(),
+                ldc * 4,
             );
         }
     }
