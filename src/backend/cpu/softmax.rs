@@ -29,7 +29,7 @@ pub fn softmax_row(isa: Isa, row: &mut [f32], scale: f32, keep: &[u8], visible: 
 /// # Safety
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,fma")]
 unsafe fn avx512(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
     portable(row, scale, keep, visible);
 }
@@ -83,23 +83,26 @@ fn portable(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
         row.fill(uniform);
         return;
     }
-    for (v, &k) in live.iter_mut().zip(keep) {
-        let e = fastmath::exp(*v - max);
+    // Exponentials, summed as they are made into thirty-two partial sums (short chains of
+    // vector adds), value j always in lane j % 32, the tail too, then folded in halves:
+    // padding keys add exact zeros to the same lanes, so a row's sum, and its
+    // probabilities, do not depend on how far its batch is padded.
+    let exp_into = |l: &mut f32, v: &mut f32, k: u8| {
+        let e = fastmath::exp_fused(*v - max);
         *v = if k != 0 { e } else { 0.0 };
-    }
-    // Thirty-two partial sums (short chains of vector adds), value j always in lane
-    // j % 32, the tail too, then folded in halves: padding keys add exact zeros to the
-    // same lanes, so a row's sum, and its probabilities, do not depend on how far its
-    // batch is padded.
+        *l += *v;
+    };
     let mut lanes = [0.0f32; 32];
-    let mut chunks = live.chunks_exact(32);
-    for c in &mut chunks {
-        for (l, v) in lanes.iter_mut().zip(c) {
-            *l += v;
+    let mut chunks = live.chunks_exact_mut(32);
+    let mut keeps = keep.chunks_exact(32);
+    for (c, kc) in (&mut chunks).zip(&mut keeps) {
+        for ((l, v), &k) in lanes.iter_mut().zip(c).zip(kc) {
+            exp_into(l, v, k);
         }
     }
-    for (l, v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *l += v;
+    let tail = chunks.into_remainder().iter_mut().zip(keeps.remainder());
+    for (l, (v, &k)) in lanes.iter_mut().zip(tail) {
+        exp_into(l, v, k);
     }
     let sum = tree(lanes, |a, b| a + b);
     let inv = 1.0 / sum;

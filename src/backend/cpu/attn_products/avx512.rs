@@ -1,7 +1,7 @@
-//! The attention products on AVX-512: the portable bodies' sums (each lane a multiply
-//! then an add, in the same order, so the same bits), in register tiles of up to 8
-//! queries x 2 vectors: 16 independent accumulators, enough to keep both add pipes busy
-//! past their latency, and every load of Kᵀ or V feeds 8 of them.
+//! The attention products on AVX-512: the portable bodies' sums (each lane a fused
+//! multiply-add per term, in the same order, so the same bits), in register tiles of up
+//! to 8 queries x 2 vectors: 16 independent accumulators, enough to keep both FMA pipes
+//! busy past their latency, and every load of Kᵀ or V feeds 8 of them.
 
 use std::arch::x86_64::*;
 
@@ -77,7 +77,7 @@ unsafe fn scores_tile<const M: usize, const NV: usize>(
         for (r, row) in acc.iter_mut().enumerate() {
             let qv = _mm512_set1_ps(*q.add(r * q_rs + dd));
             for (a, &k) in row.iter_mut().zip(&kv) {
-                *a = _mm512_add_ps(*a, _mm512_mul_ps(qv, k));
+                *a = _mm512_fmadd_ps(qv, k, *a);
             }
         }
     }
@@ -132,7 +132,7 @@ unsafe fn context_tile<const M: usize, const NV: usize>(
         for (r, row) in acc.iter_mut().enumerate() {
             let pv = _mm512_set1_ps(*p.add(r * lk + j));
             for (a, &v) in row.iter_mut().zip(&vv) {
-                *a = _mm512_add_ps(*a, _mm512_mul_ps(pv, v));
+                *a = _mm512_fmadd_ps(pv, v, *a);
             }
         }
     }

@@ -132,8 +132,21 @@ pub fn pack_values(vp: &mut Vec<f32>, v: &[f32], v_rs: usize, lk: usize, d: usiz
     let width = d.next_multiple_of(L);
     vp.resize(lk * width, 0.0);
     for (j, row) in vp.chunks_exact_mut(width).take(lk).enumerate() {
-        row[..d].copy_from_slice(&v[j * v_rs..j * v_rs + d]);
+        copy_row(&mut row[..d], &v[j * v_rs..j * v_rs + d]);
         row[d..].fill(0.0);
+    }
+}
+
+/// dst = src (equal lengths) for a short row, 16 values at a time: no library call per
+/// row, which for rows of a head's 32 or 64 values costs more than the copy.
+#[inline(always)]
+pub fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let (mut d, mut s) = (dst.chunks_exact_mut(L), src.chunks_exact(L));
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
     }
 }
 
@@ -203,8 +216,9 @@ unsafe fn scores_avx2(
 }
 
 /// The scores from Kᵀ packed [d, lk rounded up to L]: per query, blocks of L keys, each
-/// lane summing q[dd] k[j, dd] over dd in order (a multiply, then an add: no FMA, so
-/// every instruction set gives the same bits).
+/// lane summing q[dd] k[j, dd] over dd in order, each term one fused multiply-add
+/// (`f32::mul_add`: one rounding, which every instruction set computes alike, so every
+/// instruction set gives the same bits).
 #[inline(always)]
 fn scores_body(s: &mut [f32], q: &[f32], q_rs: usize, kt: &[f32], lq: usize, lk: usize, d: usize) {
     let width = lk.next_multiple_of(L);
@@ -216,7 +230,7 @@ fn scores_body(s: &mut [f32], q: &[f32], q_rs: usize, kt: &[f32], lq: usize, lk:
             for (dd, &qv) in qi.iter().enumerate() {
                 let kv: &[f32; L] = kt[dd * width + j0..][..L].try_into().expect("L lanes");
                 for (a, &kv) in acc.iter_mut().zip(kv) {
-                    *a += qv * kv;
+                    *a = qv.mul_add(kv, *a);
                 }
             }
             let n = L.min(lk - j0);
@@ -256,7 +270,7 @@ unsafe fn context_avx2(c: &mut [f32], p: &[f32], vp: &[f32], lq: usize, lk: usiz
 }
 
 /// The context from V packed [lk, d rounded up to L]: per query, blocks of L values,
-/// each lane summing p[j] v[j, dd] over the keys in order (multiply, then add).
+/// each lane summing p[j] v[j, dd] over the keys in order (fused multiply-adds).
 #[inline(always)]
 fn context_body(c: &mut [f32], p: &[f32], vp: &[f32], lq: usize, lk: usize, d: usize) {
     let width = d.next_multiple_of(L);
@@ -268,7 +282,7 @@ fn context_body(c: &mut [f32], p: &[f32], vp: &[f32], lq: usize, lk: usize, d: u
             for (j, &pv) in pi.iter().enumerate() {
                 let vv: &[f32; L] = vp[j * width + d0..][..L].try_into().expect("L lanes");
                 for (a, &vv) in acc.iter_mut().zip(vv) {
-                    *a += pv * vv;
+                    *a = pv.mul_add(vv, *a);
                 }
             }
             let n = L.min(d - d0);
