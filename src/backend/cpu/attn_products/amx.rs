@@ -22,7 +22,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 
 use super::super::gemm::amx;
-use super::lanes;
+use super::{lanes, prefetch_row, AHEAD};
 
 /// Values of the reduction per tile row (64 bytes of bf16), and the padding unit of the
 /// output widths (two 16-column C tiles per product call).
@@ -226,24 +226,6 @@ pub unsafe fn split_values(dst: &mut Split, src: &[f32], rs: usize, lk: usize, d
             store_pairs(dst.hi[at..].as_mut_ptr(), even.0, odd.0);
             store_pairs(dst.lo[at..].as_mut_ptr(), even.1, odd.1);
         }
-    }
-}
-
-/// Rows ahead of the one being split that [`prefetch_row`] asks for: the rows of a pair
-/// lie a token apart (kilobytes), too far for the hardware prefetchers, so every row
-/// would otherwise wait on its own miss.
-const AHEAD: usize = 8;
-
-/// Asks for the cache lines of row `i` (of `d` values at stride `rs`) if `i < rows`.
-#[inline(always)]
-unsafe fn prefetch_row(src: &[f32], rs: usize, i: usize, rows: usize, d: usize) {
-    if i < rows {
-        let row = src.as_ptr().wrapping_add(i * rs);
-        for e in (0..d).step_by(16) {
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(e).cast());
-        }
-        // The row's last line, when it does not start a line of its own.
-        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(d - 1).cast());
     }
 }
 

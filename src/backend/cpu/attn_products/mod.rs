@@ -29,6 +29,31 @@ fn lanes(n: usize) -> u16 {
     }
 }
 
+/// Rows ahead of the one being packed that [`prefetch_row`] asks for: the rows of a pair
+/// lie a token apart (kilobytes), too far for the hardware prefetchers, so every row
+/// would otherwise wait on its own miss.
+#[cfg(target_arch = "x86_64")]
+const AHEAD: usize = 8;
+
+/// Asks for the cache lines of row `i` (of `d` values at stride `rs`) if `i < rows`.
+///
+/// # Safety
+/// None beyond the call itself: a prefetch never faults, and the address is formed by
+/// wrapping arithmetic.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch_row(src: &[f32], rs: usize, i: usize, rows: usize, d: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    if i < rows && d > 0 {
+        let row = src.as_ptr().wrapping_add(i * rs);
+        for e in (0..d).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(e).cast());
+        }
+        // The row's last line, when it does not start a line of its own.
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(d - 1).cast());
+    }
+}
+
 /// Packs k ([lk rows of stride k_rs, d values each]) into `kt` as Kᵀ: [d, lk rounded up
 /// to L], zero padded. Done once per (sequence, head) pair, for all its query blocks.
 pub fn pack_keys(kt: &mut Vec<f32>, k: &[f32], k_rs: usize, lk: usize, d: usize) {
@@ -80,6 +105,9 @@ unsafe fn transpose_blocks(
     debug_assert!(keys == 0 || (keys - 1) * k_rs + dims <= k.len());
     debug_assert!(dims == 0 || (dims - 1) * width + keys <= kt.len());
     for j0 in (0..keys).step_by(8) {
+        for i in 0..8 {
+            prefetch_row(k, k_rs, j0 + AHEAD + i, keys, dims);
+        }
         for d0 in (0..dims).step_by(8) {
             let r: [__m256; 8] =
                 std::array::from_fn(|i| _mm256_loadu_ps(k.as_ptr().add((j0 + i) * k_rs + d0)));
@@ -132,6 +160,11 @@ pub fn pack_values(vp: &mut Vec<f32>, v: &[f32], v_rs: usize, lk: usize, d: usiz
     let width = d.next_multiple_of(L);
     vp.resize(lk * width, 0.0);
     for (j, row) in vp.chunks_exact_mut(width).take(lk).enumerate() {
+        // SAFETY: a prefetch only (see `prefetch_row`).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            prefetch_row(v, v_rs, j + AHEAD, lk, d)
+        };
         copy_row(&mut row[..d], &v[j * v_rs..j * v_rs + d]);
         row[d..].fill(0.0);
     }
