@@ -46,7 +46,9 @@ unsafe fn avx2(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
 
 /// [`softmax_row`] in plain Rust, written without branches in the inner loops so that
 /// they vectorize; always inlined into the wrappers so that they vectorize for the
-/// widest vectors. The reference order of every operation.
+/// widest vectors. The reference order of every operation. Its exp is fused
+/// ([`fastmath::exp_fused`]): one FMA per step where the wrapper enables FMA, a library
+/// call (slower, the same bits) on a CPU without it.
 #[inline(always)]
 fn portable(row: &mut [f32], scale: f32, keep: &[u8], visible: usize) {
     let n = visible.min(row.len()).min(keep.len());
