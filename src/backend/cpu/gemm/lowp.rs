@@ -81,7 +81,8 @@ const PANEL_K_ROWS: usize = 16;
 pub(super) struct Panels<T> {
     n: usize,
     k: usize,
-    group: usize,
+    /// Values in one panel ([`Panels::panel_len`], kept: every microkernel call asks).
+    size: usize,
     data: Vec<T>,
     start: usize,
 }
@@ -116,7 +117,7 @@ impl<T: Copy + Default + Send + Sync> Panels<T> {
         Panels {
             n,
             k,
-            group,
+            size,
             data,
             start,
         }
@@ -137,7 +138,7 @@ impl<T: Copy + Default + Send + Sync> Panels<T> {
 
     /// Panel `p`: k / group rows of NR * group values (then zero rows to the padding).
     pub fn panel(&self, p: usize) -> &[T] {
-        let size = Self::panel_len(self.k, self.group);
+        let size = self.size;
         &self.data[self.start + p * size..self.start + (p + 1) * size]
     }
 }
