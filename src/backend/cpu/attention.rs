@@ -173,8 +173,7 @@ pub fn attention(
             let src = &ctx[i * s.head_dim..(i + 1) * s.head_dim];
             // SAFETY: element (b*lq + i, head*d .. head*d + d) of `out` belongs to this
             // (b, head) pair alone, and dst + d <= out.len() by the asserts above.
-            let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(dst), s.head_dim) };
-            attn_products::copy_row(dst, src);
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out_ptr.at(dst), s.head_dim) };
         }
     };
     let with_scratch = |f: &mut dyn FnMut(&mut Scratch)| {

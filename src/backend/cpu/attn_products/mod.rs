@@ -165,21 +165,8 @@ pub fn pack_values(vp: &mut Vec<f32>, v: &[f32], v_rs: usize, lk: usize, d: usiz
         unsafe {
             prefetch_row(v, v_rs, j + AHEAD, lk, d)
         };
-        copy_row(&mut row[..d], &v[j * v_rs..j * v_rs + d]);
+        row[..d].copy_from_slice(&v[j * v_rs..j * v_rs + d]);
         row[d..].fill(0.0);
-    }
-}
-
-/// dst = src (equal lengths) for a short row, 16 values at a time: no library call per
-/// row, which for rows of a head's 32 or 64 values costs more than the copy.
-#[inline(always)]
-pub fn copy_row(dst: &mut [f32], src: &[f32]) {
-    let (mut d, mut s) = (dst.chunks_exact_mut(L), src.chunks_exact(L));
-    for (d, s) in (&mut d).zip(&mut s) {
-        d.copy_from_slice(s);
-    }
-    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *d = *s;
     }
 }
 
