@@ -154,6 +154,7 @@ impl Path {
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vl")
                     && is_x86_feature_detected!("avx512vnni")
+                    && is_x86_feature_detected!("popcnt")
             }
             Path::Portable => true,
             #[cfg(not(target_arch = "x86_64"))]

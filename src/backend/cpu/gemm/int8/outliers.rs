@@ -23,24 +23,29 @@ pub const MIN_K: usize = 64;
 /// checked the native int8 path is supported).
 pub fn select(native: bool, row: &[f32], channels: &mut [usize; OUTLIERS]) {
     match native {
-        // SAFETY: the caller checked the native int8 path, so AVX-512F and VL are
-        // supported.
+        // SAFETY: the caller checked the native int8 path, so AVX-512F and VL, and
+        // POPCNT, are supported.
         #[cfg(target_arch = "x86_64")]
         true => unsafe { select_avx512(row, channels) },
         _ => select_body(row, channels),
     }
 }
 
-/// [`select_body`]'s choice with AVX-512: the 8th largest of 32 lane maxima (lane l's
-/// over x[l], x[32 + l], ... and over x[16 + l], x[48 + l], ...: 32 distinct values)
-/// bounds the 8th largest |x| from below (lanes past a short row hold zeros, which only
-/// lower it), so only the values that reach it, found 16 at a time by one comparison, go
-/// through the value-by-value pass, in index order: the same channels.
+/// [`select_body`]'s choice with AVX-512, without data-dependent branches in the common
+/// case. The 8th largest of 32 lane maxima (lane l's over x[l], x[32 + l], ... and over
+/// x[16 + l], x[48 + l], ...: 32 distinct values) bounds the 8th largest |x| from below
+/// (lanes past a short row hold zeros, which only lower it); it is found by counting, for
+/// each maximum, the maxima larger than it. The values that reach it (the candidates, at
+/// most [`CANDIDATES`], in index order) hold every chosen channel; each candidate's rank
+/// (the candidates larger, or equal at a lower index) is counted by two comparisons, and
+/// those ranked below [`OUTLIERS`] are the channels, already ascending. Rows with more
+/// candidates than that (many equal values) or fewer than [`OUTLIERS`] (mostly NaN) take
+/// the value-by-value pass: the same channels.
 ///
 /// # Safety
-/// The CPU must support AVX-512F and VL; `row` has at least 16 values.
+/// The CPU must support AVX-512F and VL, and POPCNT; `row` has at least 16 values.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl")]
+#[target_feature(enable = "avx512f,avx512vl,popcnt")]
 unsafe fn select_avx512(row: &[f32], channels: &mut [usize; OUTLIERS]) {
     use std::arch::x86_64::*;
     let len = row.len();
@@ -62,9 +67,9 @@ unsafe fn select_avx512(row: &[f32], channels: &mut [usize; OUTLIERS]) {
             )
         }};
     }
-    // Lane maxima over the even blocks and over the odd ones: 32 distinct values (16
-    // when the row has one block), in two registers. max_ps returns its second operand
-    // when either is NaN: a NaN never wins.
+    // Lane maxima over the even blocks and over the odd ones, in two registers (zeros in
+    // `odd` when the row has one block). max_ps returns its second operand when either is
+    // NaN: a NaN never wins.
     let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     let mut i = 0;
     while i + 32 <= len {
@@ -79,39 +84,71 @@ unsafe fn select_avx512(row: &[f32], channels: &mut [usize; OUTLIERS]) {
         }
     }
     // The maxima are finite or infinite, never NaN, and >= 0: their bits order as they do.
+    let (even, odd) = (_mm512_castps_si512(even), _mm512_castps_si512(odd));
     let mut lanes = [0u32; 32];
-    _mm512_storeu_si512(lanes.as_mut_ptr().cast(), _mm512_castps_si512(even));
-    _mm512_storeu_si512(lanes.as_mut_ptr().add(16).cast(), _mm512_castps_si512(odd));
-    let lanes = &mut lanes[..if len > 16 { 32 } else { 16 }];
-    let (_, &mut eighth, _) = lanes.select_nth_unstable_by(OUTLIERS - 1, |a, b| b.cmp(a));
-    let eighth = f32::from_bits(eighth);
-    let floor = _mm512_set1_ps(eighth);
-    // `keep` in registers: the top 8 values descending (and their channels) in 8 lanes;
-    // a value beating lane `at` (the first it is larger than, so ties stay with the
-    // earlier channel) goes there and lanes at.. move up one, by one masked expand.
-    let (mut top, mut index) = (_mm256_set1_ps(-1.0), _mm256_setzero_si256());
-    for i in (0..len).step_by(16) {
-        let (mask, v) = block!(i);
-        let mut hits = u32::from(_mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(mask, v, floor));
-        while hits != 0 {
-            let j = i + hits.trailing_zeros() as usize;
-            hits &= hits - 1;
-            let m = _mm256_set1_ps(row[j].abs());
-            let beats = _mm256_cmp_ps_mask::<_CMP_GT_OQ>(m, top);
-            if beats != 0 {
-                let keep = !(1u8 << beats.trailing_zeros());
-                top = _mm256_mask_expand_ps(m, keep, top);
-                index = _mm256_mask_expand_epi32(_mm256_set1_epi32(j as i32), keep, index);
-            }
+    _mm512_storeu_si512(lanes.as_mut_ptr().cast(), even);
+    _mm512_storeu_si512(lanes.as_mut_ptr().add(16).cast(), odd);
+    let mut eighth = u32::MAX;
+    for &m in &lanes {
+        let b = _mm512_set1_epi32(m as i32);
+        let larger = _mm512_cmpgt_epu32_mask(even, b).count_ones()
+            + _mm512_cmpgt_epu32_mask(odd, b).count_ones();
+        if larger < OUTLIERS as u32 {
+            eighth = eighth.min(m);
         }
     }
-    let mut picked = [0i32; OUTLIERS];
-    _mm256_storeu_si256(picked.as_mut_ptr().cast(), index);
-    for (c, &p) in channels.iter_mut().zip(&picked) {
+    let floor = _mm512_set1_ps(f32::from_bits(eighth));
+    // The candidates' values and channels, packed in index order; each store writes a
+    // whole vector from the next free slot, so the arrays have a vector of room.
+    let (mut value, mut channel) = ([0f32; 2 * CANDIDATES], [0i32; 2 * CANDIDATES]);
+    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut found = 0;
+    for i in (0..len).step_by(16) {
+        let (mask, v) = block!(i);
+        let hits = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(mask, v, floor);
+        if hits != 0 {
+            let count = hits.count_ones() as usize;
+            if found + count > CANDIDATES {
+                return select_body(row, channels);
+            }
+            let at = _mm512_add_epi32(iota, _mm512_set1_epi32(i as i32));
+            _mm512_storeu_ps(
+                value.as_mut_ptr().add(found),
+                _mm512_maskz_compress_ps(hits, v),
+            );
+            _mm512_storeu_si512(
+                channel.as_mut_ptr().add(found).cast(),
+                _mm512_maskz_compress_epi32(hits, at),
+            );
+            found += count;
+        }
+    }
+    if found < OUTLIERS {
+        return select_body(row, channels);
+    }
+    let valid = ((1u32 << found) - 1) as u16;
+    let values = _mm512_loadu_ps(value.as_ptr());
+    let mut chosen: u16 = 0;
+    for (c, &v) in value[..found].iter().enumerate() {
+        let b = _mm512_set1_ps(v);
+        let before = valid & ((1u16 << c) - 1);
+        let rank = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(valid, values, b).count_ones()
+            + _mm512_mask_cmp_ps_mask::<_CMP_EQ_OQ>(before, values, b).count_ones();
+        if rank < OUTLIERS as u32 {
+            chosen |= 1 << c;
+        }
+    }
+    let picked = _mm512_maskz_compress_epi32(chosen, _mm512_loadu_si512(channel.as_ptr().cast()));
+    let mut out = [0i32; 16];
+    _mm512_storeu_si512(out.as_mut_ptr().cast(), picked);
+    for (c, &p) in channels.iter_mut().zip(&out) {
         *c = p as usize;
     }
-    channels.sort_unstable();
 }
+
+/// Most candidates [`select_avx512`] ranks: one vector.
+#[cfg(target_arch = "x86_64")]
+const CANDIDATES: usize = 16;
 
 /// The value-by-value choice: one pass keeping the largest so far, by value then by
 /// lower index (every |x| >= 0, so all slots fill; a NaN never compares larger).
