@@ -231,6 +231,16 @@ trait Kernel: Sync {
     /// Prepares this thread for a task's jobs (AMX's tile configuration); runs at the
     /// start of every task, on its thread.
     fn begin(&self) {}
+    /// Writes what an accumulating product adds to into the task's block of the output,
+    /// rows row0.., columns col0..col0 + cols at `c` (row stride n), just before the
+    /// task's jobs (nothing by default).
+    ///
+    /// # Safety
+    /// The block lies within the output, `c` points at its first value, and only this
+    /// task accesses it.
+    unsafe fn prepare(&self, row0: usize, rows: usize, col0: usize, cols: usize, c: *mut f32) {
+        let _ = (row0, rows, col0, cols, c);
+    }
     /// Runs one job.
     ///
     /// # Safety
@@ -448,6 +458,13 @@ impl<K: Kernel> Ctx<'_, K> {
         let p1 = (p0 + b.group).min(n.div_ceil(NR));
         let mr = self.kern.mr();
         self.kern.begin();
+        let (col0, col1) = (p0 * NR, (p1 * NR).min(n));
+        // SAFETY: rows r0..r1 and columns col0..col1 of the output exist (its length is
+        // asserted in `drive`) and belong to this task alone.
+        unsafe {
+            self.kern
+                .prepare(r0, r1 - r0, col0, col1 - col0, self.c.0.add(r0 * n + col0))
+        };
         let mut k0 = 0;
         while k0 < k {
             let kc = b.kc.min(k - k0);

@@ -339,31 +339,26 @@ pub fn linear_int8_with(
     let lda = k.next_multiple_of(K_PAD_BYTES);
     with_scratch(&SCRATCH, |q| {
         q.quantize(path, x, rows, k, lda);
-        // The outlier channels' exact part first (bias included), row by row; the
-        // product then adds to it.
-        let preset = q.per_row > 0;
-        if preset {
-            assert!(
-                out.len() >= rows * w.n(),
-                "linear: out shorter than rows * n"
-            );
-            let native = path != Path::Portable;
-            let part = outliers::Part {
-                x,
-                k,
-                channels: &q.outliers,
-                per_row: q.per_row,
-                wt: &w.wt,
-                n: w.n(),
-            };
-            part.start(native, threads, rows, bias, out);
+        // The outlier channels' exact part (bias included) goes into each task's block
+        // of the output just before the product adds to it.
+        let part = (q.per_row > 0).then(|| outliers::Part {
+            x,
+            k,
+            channels: &q.outliers,
+            per_row: q.per_row,
+            wt: &w.wt,
+            n: w.n(),
+        });
+        if let Some(part) = &part {
+            part.check(rows, bias);
         }
         let kern = Int8Kernel {
             path,
             a: q,
             lda,
             w,
-            preset,
+            part,
+            bias,
         };
         drive(&kern, threads, rows, bias, act, out);
     });
@@ -397,8 +392,10 @@ struct Int8Kernel<'a> {
     a: &'a QuantRows,
     lda: usize,
     w: &'a PackedInt8,
-    /// Whether the output already holds the bias and the outlier channels' part.
-    preset: bool,
+    /// The outlier channels' part, written into each task's block (bias included) before
+    /// the product adds to it.
+    part: Option<outliers::Part<'a>>,
+    bias: Option<&'a [f32]>,
 }
 
 impl Kernel for Int8Kernel<'_> {
@@ -429,7 +426,24 @@ impl Kernel for Int8Kernel<'_> {
         self.path.epilogue_isa()
     }
     fn accumulates(&self) -> bool {
-        self.preset
+        self.part.is_some()
+    }
+    unsafe fn prepare(&self, row0: usize, rows: usize, col0: usize, cols: usize, c: *mut f32) {
+        if let Some(part) = &self.part {
+            // SAFETY: `check` passed for all the rows with this bias; the block lies in
+            // the product and C is valid for it (the caller's contract); the paths but
+            // the portable one imply AVX-512F, BW and VL.
+            part.tile(
+                self.path != Path::Portable,
+                row0,
+                rows,
+                col0,
+                cols,
+                self.bias,
+                c,
+                self.w.n(),
+            );
+        }
     }
     fn begin(&self) {
         #[cfg(target_arch = "x86_64")]

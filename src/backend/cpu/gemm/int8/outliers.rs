@@ -3,9 +3,10 @@
 //! where most values stay below 1); in a per-row int8 step they would take most of the
 //! 255 levels. Each row's [`OUTLIERS`] channels of largest |x| are left out of its
 //! quantization, chosen from that row alone (so a row's result never depends on the
-//! other rows of its batch); their contribution is computed first, in f32, row by row
-//! ([`Part`], streaming the rows of w kept k-major in bf16), and the int8 product adds
-//! to it: out[r] = (bias + x[r, O_r] · w[:, O_r]ᵀ) + the int8 product.
+//! other rows of its batch); their contribution is computed in f32 ([`Part`], from the
+//! rows of w kept k-major in bf16) into each task's block of the output just before the
+//! int8 product adds to it, while the block is in cache: out[r] = (bias + x[r, O_r] ·
+//! w[:, O_r]ᵀ) + the int8 product.
 //!
 //! On all-MiniLM-L6-v2 (the FFN output projection in bf16, see
 //! `cpu::packed_linear::linear_dtype`) this lifts the lowest sentence-embedding cosine to
@@ -197,45 +198,44 @@ pub struct Part<'a> {
     pub n: usize,
 }
 
-/// Rows below which the part runs on the calling thread.
-const SERIAL_ROWS: usize = 16;
-
 impl Part<'_> {
-    /// Writes every row's part into `out` ([rows, n]), over `threads` threads.
-    /// `native`: with AVX-512 (the caller has checked the native int8 path).
+    /// Panics unless the slices hold `rows` rows (a plan bug): what [`Part::tile`] reads.
+    pub fn check(&self, rows: usize, bias: Option<&[f32]>) {
+        assert!(self.wt.len() >= self.k * self.n && self.x.len() >= rows * self.k);
+        assert!(self.channels.len() >= rows * OUTLIERS && self.per_row <= OUTLIERS);
+        assert!(bias.is_none_or(|b| b.len() >= self.n));
+    }
+
+    /// Writes the part of rows row0.., columns col0..col0 + cols into a block of the
+    /// output: row i at `c + i * ldc`. `native`: with AVX-512.
     ///
-    /// Panics if the slices are shorter than the shapes imply (a plan bug).
-    pub fn start(
+    /// # Safety
+    /// [`Part::check`] passed for at least row0 + rows rows, with this `bias`;
+    /// col0 + cols <= n; `c` is valid for writes of c[i * ldc + j] (i < rows, j < cols)
+    /// and nothing else aliases them; with `native`, the CPU supports AVX-512F, BW and
+    /// VL.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn tile(
         &self,
         native: bool,
-        threads: usize,
+        row0: usize,
         rows: usize,
+        col0: usize,
+        cols: usize,
         bias: Option<&[f32]>,
-        out: &mut [f32],
+        c: *mut f32,
+        ldc: usize,
     ) {
-        use rayon::prelude::*;
-        let n = self.n;
-        assert!(self.wt.len() >= self.k * n && self.x.len() >= rows * self.k);
-        assert!(self.channels.len() >= rows * OUTLIERS && out.len() >= rows * n);
-        assert!(bias.is_none_or(|b| b.len() >= n));
-        let one = |(r, row): (usize, &mut [f32])| match native {
-            // SAFETY: the caller checked the native int8 path, so AVX-512F/BW/VL are
-            // supported; the asserts above cover the row.
-            #[cfg(target_arch = "x86_64")]
-            true => unsafe { self.row_avx512(r, row, bias) },
-            _ => self.row(r, row, bias),
-        };
-        if n == 0 {
-            return;
-        }
-        let out = &mut out[..rows * n];
-        if threads > 1 && rows >= SERIAL_ROWS {
-            out.par_chunks_exact_mut(n)
-                .enumerate()
-                .with_min_len(SERIAL_ROWS / 2)
-                .for_each(one);
-        } else {
-            out.chunks_exact_mut(n).enumerate().for_each(one);
+        for i in 0..rows {
+            // SAFETY: row i of the tile, `cols` values (the caller's contract).
+            let out = std::slice::from_raw_parts_mut(c.add(i * ldc), cols);
+            match native {
+                // SAFETY: AVX-512F/BW/VL (the caller's contract); the row and columns lie
+                // within what `check` asserted.
+                #[cfg(target_arch = "x86_64")]
+                true => self.row_avx512(row0 + i, col0, out, bias),
+                _ => self.row(row0 + i, col0, out, bias),
+            }
         }
     }
 
@@ -244,17 +244,19 @@ impl Part<'_> {
         &self.channels[r * OUTLIERS..][..self.per_row]
     }
 
-    /// The portable part of one row: bias, then each channel's x · w added in turn.
-    fn row(&self, r: usize, out: &mut [f32], bias: Option<&[f32]>) {
-        let n = self.n;
+    /// The portable part of row `r`, columns col0..col0 + out.len(): bias, then each
+    /// channel's x · w added in turn.
+    fn row(&self, r: usize, col0: usize, out: &mut [f32], bias: Option<&[f32]>) {
+        let (n, cols) = (self.n, out.len());
         match bias {
-            Some(b) => out.copy_from_slice(&b[..n]),
+            Some(b) => out.copy_from_slice(&b[col0..col0 + cols]),
             None => out.fill(0.0),
         }
         let x = &self.x[r * self.k..(r + 1) * self.k];
         for &c in self.channels_of(r) {
             let xv = x[c];
-            for (o, &w) in out.iter_mut().zip(&self.wt[c * n..(c + 1) * n]) {
+            let w = &self.wt[c * n + col0..c * n + col0 + cols];
+            for (o, &w) in out.iter_mut().zip(w) {
                 *o += xv * f32::from_bits(u32::from(w) << 16);
             }
         }
@@ -265,30 +267,30 @@ impl Part<'_> {
     /// row's channels, so that `out` is written once rather than once per channel.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F, BW and VL; the row lies within what
-    /// [`Part::start`] asserts.
+    /// The CPU must support AVX-512F, BW and VL; the row and columns lie within what
+    /// [`Part::check`] asserts.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn row_avx512(&self, r: usize, out: &mut [f32], bias: Option<&[f32]>) {
-        let n = self.n;
+    unsafe fn row_avx512(&self, r: usize, col0: usize, out: &mut [f32], bias: Option<&[f32]>) {
+        let cols = out.len();
         let mut uses = [(0usize, 0.0f32); OUTLIERS];
         for (u, &c) in uses.iter_mut().zip(self.channels_of(r)) {
             *u = (c, self.x[r * self.k + c]);
         }
         let t = RowPart {
             out: out.as_mut_ptr(),
-            n,
-            bias: bias.map(<[f32]>::as_ptr),
-            wt: self.wt.as_ptr(),
+            n: self.n,
+            bias: bias.map(|b| b[col0..].as_ptr()),
+            wt: self.wt[col0..].as_ptr(),
             uses: &uses[..self.per_row],
         };
         let mut j0 = 0;
-        while j0 + 64 <= n {
+        while j0 + 64 <= cols {
             columns::<4>(&t, j0, 0xffff);
             j0 += 64;
         }
-        while j0 < n {
-            let left = n - j0;
+        while j0 < cols {
+            let left = cols - j0;
             columns::<1>(
                 &t,
                 j0,
@@ -303,8 +305,8 @@ impl Part<'_> {
     }
 }
 
-/// One row's part: `out`, `bias` and the rows of `wt` named by `uses` (channel, x value)
-/// hold `n` values each.
+/// One row's part over some columns: `out` and `bias` start at the first of them, as does
+/// `wt`, whose rows (`n` apart) are named by `uses` (channel, x value).
 #[cfg(target_arch = "x86_64")]
 struct RowPart<'a> {
     out: *mut f32,
@@ -317,7 +319,7 @@ struct RowPart<'a> {
 /// NV vectors of 16 columns from column j0; the last covers only the lanes of `last`.
 ///
 /// # Safety
-/// As [`Part::row_avx512`]; j0 + 16 (NV - 1) + the lanes of `last` <= n.
+/// As [`Part::row_avx512`]; j0 + 16 (NV - 1) + the lanes of `last` <= the row's columns.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn columns<const NV: usize>(t: &RowPart, j0: usize, last: u16) {
