@@ -223,8 +223,8 @@ trait Kernel: Sync {
     fn k_step(&self) -> usize;
     /// The instruction set of the epilogue's activation; one this CPU supports.
     fn isa(&self) -> Isa;
-    /// Whether the product adds to what the output holds (a partial result the caller
-    /// wrote, bias included) rather than starting from the bias.
+    /// Whether the product adds to what the output holds (a partial result, bias
+    /// included, that [`Kernel::prepare`] writes) rather than starting from the bias.
     fn accumulates(&self) -> bool {
         false
     }

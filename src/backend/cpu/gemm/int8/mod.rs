@@ -348,9 +348,10 @@ pub fn linear_int8_with(
             per_row: q.per_row,
             wt: &w.wt,
             n: w.n(),
+            bias,
         });
         if let Some(part) = &part {
-            part.check(rows, bias);
+            part.check(rows);
         }
         let kern = Int8Kernel {
             path,
@@ -358,7 +359,6 @@ pub fn linear_int8_with(
             lda,
             w,
             part,
-            bias,
         };
         drive(&kern, threads, rows, bias, act, out);
     });
@@ -395,7 +395,6 @@ struct Int8Kernel<'a> {
     /// The outlier channels' part, written into each task's block (bias included) before
     /// the product adds to it.
     part: Option<outliers::Part<'a>>,
-    bias: Option<&'a [f32]>,
 }
 
 impl Kernel for Int8Kernel<'_> {
@@ -430,19 +429,10 @@ impl Kernel for Int8Kernel<'_> {
     }
     unsafe fn prepare(&self, row0: usize, rows: usize, col0: usize, cols: usize, c: *mut f32) {
         if let Some(part) = &self.part {
-            // SAFETY: `check` passed for all the rows with this bias; the block lies in
-            // the product and C is valid for it (the caller's contract); the paths but
-            // the portable one imply AVX-512F, BW and VL.
-            part.tile(
-                self.path != Path::Portable,
-                row0,
-                rows,
-                col0,
-                cols,
-                self.bias,
-                c,
-                self.w.n(),
-            );
+            // SAFETY: `check` passed for all the rows; the block lies in the product and
+            // C is valid for it (the caller's contract); the paths but the portable one
+            // imply AVX-512F, BW and VL.
+            part.block(self.path != Path::Portable, row0, rows, col0, cols, c);
         }
     }
     fn begin(&self) {

@@ -196,45 +196,43 @@ pub struct Part<'a> {
     pub wt: &'a [u16],
     /// Output columns.
     pub n: usize,
+    /// The product's bias, where the part starts.
+    pub bias: Option<&'a [f32]>,
 }
 
 impl Part<'_> {
-    /// Panics unless the slices hold `rows` rows (a plan bug): what [`Part::tile`] reads.
-    pub fn check(&self, rows: usize, bias: Option<&[f32]>) {
+    /// Panics unless the slices hold `rows` rows (a plan bug): what [`Part::block`] reads.
+    pub fn check(&self, rows: usize) {
         assert!(self.wt.len() >= self.k * self.n && self.x.len() >= rows * self.k);
         assert!(self.channels.len() >= rows * OUTLIERS && self.per_row <= OUTLIERS);
-        assert!(bias.is_none_or(|b| b.len() >= self.n));
+        assert!(self.bias.is_none_or(|b| b.len() >= self.n));
     }
 
-    /// Writes the part of rows row0.., columns col0..col0 + cols into a block of the
-    /// output: row i at `c + i * ldc`. `native`: with AVX-512.
+    /// Writes the part of rows row0.., columns col0..col0 + cols into the output's block
+    /// at `c` (rows n apart). `native`: with AVX-512.
     ///
     /// # Safety
-    /// [`Part::check`] passed for at least row0 + rows rows, with this `bias`;
-    /// col0 + cols <= n; `c` is valid for writes of c[i * ldc + j] (i < rows, j < cols)
-    /// and nothing else aliases them; with `native`, the CPU supports AVX-512F, BW and
-    /// VL.
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn tile(
+    /// [`Part::check`] passed for at least row0 + rows rows; col0 + cols <= n; `c` is
+    /// valid for writes of c[i * n + j] (i < rows, j < cols) and nothing else aliases
+    /// them; with `native`, the CPU supports AVX-512F, BW and VL.
+    pub unsafe fn block(
         &self,
         native: bool,
         row0: usize,
         rows: usize,
         col0: usize,
         cols: usize,
-        bias: Option<&[f32]>,
         c: *mut f32,
-        ldc: usize,
     ) {
         for i in 0..rows {
-            // SAFETY: row i of the tile, `cols` values (the caller's contract).
-            let out = std::slice::from_raw_parts_mut(c.add(i * ldc), cols);
+            // SAFETY: row i of the block, `cols` values (the caller's contract).
+            let out = std::slice::from_raw_parts_mut(c.add(i * self.n), cols);
             match native {
                 // SAFETY: AVX-512F/BW/VL (the caller's contract); the row and columns lie
                 // within what `check` asserted.
                 #[cfg(target_arch = "x86_64")]
-                true => self.row_avx512(row0 + i, col0, out, bias),
-                _ => self.row(row0 + i, col0, out, bias),
+                true => self.row_avx512(row0 + i, col0, out),
+                _ => self.row(row0 + i, col0, out),
             }
         }
     }
@@ -246,9 +244,9 @@ impl Part<'_> {
 
     /// The portable part of row `r`, columns col0..col0 + out.len(): bias, then each
     /// channel's x · w added in turn.
-    fn row(&self, r: usize, col0: usize, out: &mut [f32], bias: Option<&[f32]>) {
+    fn row(&self, r: usize, col0: usize, out: &mut [f32]) {
         let (n, cols) = (self.n, out.len());
-        match bias {
+        match self.bias {
             Some(b) => out.copy_from_slice(&b[col0..col0 + cols]),
             None => out.fill(0.0),
         }
@@ -271,7 +269,7 @@ impl Part<'_> {
     /// [`Part::check`] asserts.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn row_avx512(&self, r: usize, col0: usize, out: &mut [f32], bias: Option<&[f32]>) {
+    unsafe fn row_avx512(&self, r: usize, col0: usize, out: &mut [f32]) {
         let cols = out.len();
         let mut uses = [(0usize, 0.0f32); OUTLIERS];
         for (u, &c) in uses.iter_mut().zip(self.channels_of(r)) {
@@ -280,7 +278,7 @@ impl Part<'_> {
         let t = RowPart {
             out: out.as_mut_ptr(),
             n: self.n,
-            bias: bias.map(|b| b[col0..].as_ptr()),
+            bias: self.bias.map(|b| b[col0..].as_ptr()),
             wt: self.wt[col0..].as_ptr(),
             uses: &uses[..self.per_row],
         };
