@@ -3,7 +3,8 @@
 //! BERT-base's 12 of 64, at 1 x 128, 8 x 128 and 1 x 512 tokens, full masks, on the rayon
 //! pool (RAYON_NUM_THREADS). Throughput counts the two products' FLOP
 //! (4 * batch * heads * seq^2 * head_dim). `f32` runs the f32 products, `split_bf16` the
-//! bf16 backend's (split bf16 on AMX tiles; the f32 ones on CPUs without AMX).
+//! bf16 backend's (split bf16 on AMX tiles; the f32 ones on CPUs without AMX), `bf16` the
+//! int8 backend's (plain bf16 with AVX512-BF16 and no AMX; else the f32 ones).
 //! Run: `cargo bench --bench cpu_attention` (a criterion filter such as `512` narrows it).
 
 use std::hint::black_box;
@@ -36,7 +37,12 @@ fn bench(c: &mut Criterion) {
             let flop = 4 * batch * heads * seq * seq * head_dim;
             group.throughput(Throughput::Elements(flop as u64));
             let id = format!("{batch}x{seq}x{heads}x{head_dim}");
-            for (name, products) in [("f32", Products::F32), ("split_bf16", Products::SplitBf16)] {
+            let all = [
+                ("f32", Products::F32),
+                ("split_bf16", Products::SplitBf16),
+                ("bf16", Products::Bf16),
+            ];
+            for (name, products) in all {
                 group.bench_function(BenchmarkId::new(name, &id), |bn| {
                     bn.iter(|| {
                         let kv = KvSource::Fused(&qkv);

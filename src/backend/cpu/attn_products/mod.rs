@@ -14,6 +14,8 @@ use super::gemm::Isa;
 pub mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod bf16;
 
 /// Lanes: outputs computed side by side.
 const L: usize = 16;

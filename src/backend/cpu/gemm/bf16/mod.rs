@@ -185,7 +185,7 @@ fn round_rows(native: bool, x: &[f32], k: usize, a: &mut [u16], lda: usize) {
 /// product: `vdpbf16ps` and AMX treat bf16 subnormal inputs as zero too.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn round_row_avx512(src: &[f32], dst: &mut [u16]) {
+pub(crate) unsafe fn round_row_avx512(src: &[f32], dst: &mut [u16]) {
     use std::arch::x86_64::*;
     let whole = src.len() / 32 * 32;
     for i in (0..whole).step_by(32) {
