@@ -412,16 +412,7 @@ mod tests {
         }
     }
 
-    const SHAPES: [(usize, usize, usize); 7] = [
-        // (rows, keys, head dims)
-        (1, 1, 12),
-        (5, 17, 12),
-        (16, 32, 32),
-        (17, 129, 48),
-        (32, 128, 64),
-        (3, 33, 100),
-        (40, 7, 1),
-    ];
+    use super::super::TEST_SHAPES as SHAPES;
 
     #[test]
     fn scores_are_within_the_split_bound_of_float64() {

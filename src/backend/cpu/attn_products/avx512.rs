@@ -10,23 +10,6 @@ use super::{lanes, L};
 /// Queries per register tile.
 const MR: usize = 8;
 
-/// Calls `$tile::<M, $nv>(args)` for M = `$m` (1..=MR): the tile's row count as a
-/// constant, so that its accumulators stay in registers.
-macro_rules! by_queries {
-    ($m:expr, $tile:ident, $nv:literal, $($arg:expr),*) => {
-        match $m {
-            1 => $tile::<1, $nv>($($arg),*),
-            2 => $tile::<2, $nv>($($arg),*),
-            3 => $tile::<3, $nv>($($arg),*),
-            4 => $tile::<4, $nv>($($arg),*),
-            5 => $tile::<5, $nv>($($arg),*),
-            6 => $tile::<6, $nv>($($arg),*),
-            7 => $tile::<7, $nv>($($arg),*),
-            _ => $tile::<8, $nv>($($arg),*),
-        }
-    };
-}
-
 /// The scores from Kᵀ packed [d, lk rounded up to 16] (see `super::pack_keys`).
 ///
 /// # Safety

@@ -126,22 +126,6 @@ pub unsafe fn pack_values(b: &mut Buffers, v: &[f32], rs: usize, lk: usize, d: u
     }
 }
 
-/// Calls `$tile::<M, $nv>(args)` for M = `$m` (1..=MR).
-macro_rules! by_queries {
-    ($m:expr, $tile:ident, $nv:literal, $($arg:expr),*) => {
-        match $m {
-            1 => $tile::<1, $nv>($($arg),*),
-            2 => $tile::<2, $nv>($($arg),*),
-            3 => $tile::<3, $nv>($($arg),*),
-            4 => $tile::<4, $nv>($($arg),*),
-            5 => $tile::<5, $nv>($($arg),*),
-            6 => $tile::<6, $nv>($($arg),*),
-            7 => $tile::<7, $nv>($($arg),*),
-            _ => $tile::<8, $nv>($($arg),*),
-        }
-    };
-}
-
 /// s[i * lk + j] = q_i · k_j for the `rows` queries at q[i * q_rs..] (d values each) and
 /// the keys [`pack_keys`] packed.
 ///
@@ -361,17 +345,7 @@ mod tests {
         Ok(())
     }
 
-    const SHAPES: [(usize, usize, usize); 8] = [
-        // (rows, keys, head dims)
-        (1, 1, 12),
-        (5, 17, 12),
-        (9, 32, 32),
-        (17, 129, 48),
-        (32, 128, 64),
-        (3, 33, 100),
-        (40, 7, 1),
-        (8, 3, 7),
-    ];
+    use super::super::TEST_SHAPES as SHAPES;
 
     #[test]
     fn scores_are_within_the_bf16_bound_of_float64() {

@@ -11,11 +11,43 @@
 use super::gemm::Isa;
 
 #[cfg(target_arch = "x86_64")]
+/// Calls `$tile::<M, $nv>(args)` for M = `$m` (1..=8, the AVX-512 kernels' query tile):
+/// the tile's row count as a constant, so that its accumulators stay in registers.
+macro_rules! by_queries {
+    ($m:expr, $tile:ident, $nv:literal, $($arg:expr),*) => {
+        match $m {
+            1 => $tile::<1, $nv>($($arg),*),
+            2 => $tile::<2, $nv>($($arg),*),
+            3 => $tile::<3, $nv>($($arg),*),
+            4 => $tile::<4, $nv>($($arg),*),
+            5 => $tile::<5, $nv>($($arg),*),
+            6 => $tile::<6, $nv>($($arg),*),
+            7 => $tile::<7, $nv>($($arg),*),
+            _ => $tile::<8, $nv>($($arg),*),
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
 pub mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod bf16;
+
+/// (query rows, keys, head dims) the products' tests cover.
+#[cfg(all(test, target_arch = "x86_64"))]
+const TEST_SHAPES: [(usize, usize, usize); 8] = [
+    // (rows, keys, head dims)
+    (1, 1, 12),
+    (5, 17, 12),
+    (9, 32, 32),
+    (17, 129, 48),
+    (32, 128, 64),
+    (3, 33, 100),
+    (40, 7, 1),
+    (8, 3, 7),
+];
 
 /// Lanes: outputs computed side by side.
 const L: usize = 16;
